@@ -1,0 +1,35 @@
+"""Task registry: one module per task; adding a task = one module + one line here."""
+
+from __future__ import annotations
+
+from plainsight.tasks.base import LoadRequest, TaskSpec
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    if spec.id in TASKS:
+        raise ValueError(f"task {spec.id} registered twice")
+    TASKS[spec.id] = spec
+    return spec
+
+
+def get_task(task_id: str) -> TaskSpec:
+    _load_builtin()
+    try:
+        return TASKS[task_id]
+    except KeyError:
+        raise KeyError(f"unknown task {task_id!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    _load_builtin()
+    return dict(TASKS)
+
+
+def _load_builtin() -> None:
+    # Imported lazily so that `plainsight.tasks.base` has no import cycle with the task modules.
+    from plainsight.tasks import low_level_matching  # noqa: F401
+
+
+__all__ = ["LoadRequest", "TaskSpec", "TASKS", "register", "get_task", "all_tasks"]
