@@ -15,3 +15,7 @@ class ConfigError(PlainsightError):
 
 class ModelUnavailable(PlainsightError):
     """A configured model cannot be found locally; the message says how to provide it (leads to a skip)."""
+
+
+class DatasetNotFound(DataError):
+    """The data folder does not hold this dataset in any layout the loader knows (leads to a skip naming the layouts)."""

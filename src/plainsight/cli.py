@@ -1,0 +1,155 @@
+"""The `plainsight` command: inspect items, render what a model sees, build the embedded benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from plainsight.errors import PlainsightError
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task id, e.g. low_level_matching")
+    p.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None)
+
+
+def _load_items(args: argparse.Namespace):
+    from plainsight.tasks import LoadRequest, get_task
+
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise PlainsightError(f"--data-root {args.data_root}: no such folder")
+    task = get_task(args.task)
+    root = args.data_root.resolve() if args.data_root else None
+    return task, task.load_items(LoadRequest(data_root=root, seed=args.seed, limit=args.limit))
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    _, items = _load_items(args)
+    for item in items:
+        if args.json:
+            print(json.dumps(item.to_json(), sort_keys=True))
+        else:
+            points = "; ".join(
+                f"img{i + 1} " + ", ".join(f"{k}=({v[0]:.1f},{v[1]:.1f})" for k, v in im.points.items())
+                for i, im in enumerate(item.images)
+            )
+            print(f"{item.id}\tgold={item.gold}\t{points}")
+    return 0
+
+
+def _model_spec(entry):
+    """The geometric preprocessing of a model entry, read from its processor files only (no weights)."""
+    from plainsight import geometry
+
+    source = entry.resolved_source()
+    if source.startswith("double:"):
+        return None
+    if source == "pixels":
+        from plainsight.models.encoders import PixelsEncoder
+
+        return PixelsEncoder().spec
+    if source.startswith("timm:"):
+        from plainsight.models.encoders import load_encoder
+
+        return load_encoder(entry).spec
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(source, local_files_only=True, trust_remote_code=entry.trust_remote_code)
+    return geometry.spec_from_hf(processor)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from plainsight import geometry
+    from plainsight.runner import compose_view
+
+    task, items = _load_items(args)
+    by_id = {it.id: it for it in items}
+    if args.item_id not in by_id:
+        raise PlainsightError(f"no item {args.item_id!r} in task {args.task}; try `plainsight items --task {args.task}`")
+    item = by_id[args.item_id]
+    shown = task.render(item, item.load_images())
+    if args.model:
+        from plainsight.models.registry import load_models_toml
+
+        entries = load_models_toml(args.model_config)
+        if args.model not in entries:
+            raise PlainsightError(f"{args.model_config}: no model {args.model!r}; known: {sorted(entries)}")
+        entry = entries[args.model]
+        if entry.kind == "vlm":
+            shown, _ = compose_view(shown, entry.image_mode)
+        spec = _model_spec(entry)
+        if spec is not None:
+            shown = [geometry.apply(spec, im) for im in shown]
+    sheet = _contact_sheet(shown)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out)
+    print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]}, gold {item.gold})")
+    return 0
+
+
+def _contact_sheet(images: list[Image.Image], gap: int = 8) -> Image.Image:
+    if len(images) == 1:
+        return images[0]
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    sheet = Image.new("RGB", (width, max(im.height for im in images)), (128, 128, 128))
+    x = 0
+    for im in images:
+        sheet.paste(im, (x, 0))
+        x += im.width + gap
+    return sheet
+
+
+def cmd_fixtures_build(args: argparse.Namespace) -> int:
+    from plainsight.data.embedded import build_all
+
+    summary = build_all(args.out, seed=args.seed)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plainsight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("items", help="list a task's items (one JSON object per line with --json)")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_items)
+
+    p = sub.add_parser("show", help="render an item as the VLM sees it")
+    _add_data_args(p)
+    p.add_argument("item_id")
+    p.add_argument("--model", default=None, help="apply this model's image mode and preprocessing")
+    p.add_argument("--model-config", type=Path, default=Path("fixtures/models.toml"))
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("fixtures", help="the embedded benchmark")
+    fsub = p.add_subparsers(dest="fixtures_command", required=True)
+    b = fsub.add_parser("build", help="(re)generate the embedded benchmark deterministically")
+    b.add_argument("--out", type=Path, default=Path("fixtures/data"))
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_fixtures_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PlainsightError as exc:
+        print(f"plainsight: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"plainsight: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model adapters: vision encoders, VLMs, the models.toml registry, and test doubles."""

@@ -1,0 +1,126 @@
+"""`fixtures/models.toml`: the named models of a run.
+
+Each table ``[models.<name>]`` is one entry::
+
+    [models.dinov2-small]
+    kind = "encoder"                 # encoder | vlm
+    source = "facebook/dinov2-small" # HF id, local dir (relative to the toml), "timm:<id>", "pixels", "double:<kind>"
+    revision = "main"
+    feature_layer = -1
+    pairs_with = "dinov2-small"      # vlm only: encoder name or "own_tower"
+    smoke = true                     # tiny random weights: integrity gates only
+
+Unknown keys are an error naming the entry, so typos do not silently fall back to defaults.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from plainsight.errors import ConfigError
+
+KINDS = ("encoder", "vlm")
+IMAGE_MODES = ("separate", "side_by_side")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str
+    source: str
+    revision: str | None = None
+    adapter: str | None = None
+    image_mode: str = "separate"
+    feature_layer: int | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    pairs_with: str | None = None
+    trust_remote_code: bool = False
+    smoke: bool = False
+    batch_size: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = field(default=Path("."), compare=False)
+
+    @property
+    def is_local_path(self) -> bool:
+        s = self.source
+        return not (s.startswith(("timm:", "double:")) or s == "pixels") and (
+            s.startswith((".", "/", "~")) or (self.base_dir / s).exists()
+        )
+
+    def resolved_source(self) -> str:
+        """The source with a relative local path resolved against the toml's folder."""
+        if self.is_local_path:
+            return str((self.base_dir / Path(self.source).expanduser()).resolve())
+        return self.source
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "revision": self.revision,
+            "adapter": self.adapter,
+            "image_mode": self.image_mode,
+            "feature_layer": self.feature_layer,
+            "options": self.options,
+        }
+
+
+_FIELD_NAMES = {f.name for f in fields(ModelEntry)} - {"name", "base_dir"}
+
+
+def load_models_toml(path: Path) -> dict[str, ModelEntry]:
+    """Read a models.toml; errors name the file, entry and field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: model config not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    tables = data.get("models")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: expected one or more [models.<name>] tables")
+    entries: dict[str, ModelEntry] = {}
+    for name, table in tables.items():
+        where = f"{path}: [models.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table")
+        unknown = set(table) - _FIELD_NAMES
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_FIELD_NAMES)}")
+        for required in ("kind", "source"):
+            if required not in table:
+                raise ConfigError(f"{where}: missing field {required!r}")
+        if table["kind"] not in KINDS:
+            raise ConfigError(f"{where}: field 'kind' is {table['kind']!r}; expected one of {KINDS}")
+        if table.get("image_mode", "separate") not in IMAGE_MODES:
+            raise ConfigError(f"{where}: field 'image_mode' must be one of {IMAGE_MODES}")
+        if table.get("pairs_with") and table["kind"] != "vlm":
+            raise ConfigError(f"{where}: field 'pairs_with' only applies to kind = 'vlm'")
+        entries[name] = ModelEntry(name=name, base_dir=path.parent.resolve(), **table)
+    for entry in entries.values():
+        pw = entry.pairs_with
+        if pw and pw != "own_tower" and (pw not in entries or entries[pw].kind != "encoder"):
+            raise ConfigError(
+                f"{path}: [models.{entry.name}] pairs_with = {pw!r} is not an encoder entry of this file"
+            )
+    return entries
+
+
+def select(entries: dict[str, ModelEntry], patterns: str | None) -> dict[str, ModelEntry]:
+    """Entries whose names match a comma list of names/globs (all when patterns is empty).
+
+    A VLM's paired encoder is kept even when not named, since the VLM's gates need it.
+    """
+    if not patterns:
+        return dict(entries)
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = {n: e for n, e in entries.items() if any(fnmatch.fnmatchcase(n, p) for p in wanted)}
+    unmatched = [p for p in wanted if not any(fnmatch.fnmatchcase(n, p) for n in entries)]
+    if unmatched:
+        raise ConfigError(f"--models: no entry matches {unmatched}; known models: {sorted(entries)}")
+    return chosen

@@ -1,0 +1,366 @@
+"""The pytest plugin: options, the task × model parametrization, the per-worker runner, gates and the report.
+
+An eval module opts in with a family marker and asks for ``vision_case`` or
+``vlm_case``; the plugin parametrizes those from ``models.toml`` with ids
+``<task>-<model>``::
+
+    pytestmark = pytest.mark.plainsight_family("correspondence")
+
+    def test_vlm(vlm_case, plainsight):
+        record = plainsight.evaluate(vlm_case)
+        plainsight.gate(record)
+
+Records travel to the xdist controller on ``report.user_properties`` and are keyed
+by (task, model, role), never by node ids (xdist rewrites those).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plainsight import report as report_mod
+from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelUnavailable
+from plainsight.gates import Thresholds, judge, load_thresholds
+from plainsight.items import canonical_hash
+from plainsight.models.registry import ModelEntry, load_models_toml, select
+from plainsight.runner import ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, Runner, RunOptions
+
+log = logging.getLogger("plainsight")
+
+RECORDS_PROPERTY = "plainsight.records"
+STATE_KEY = pytest.StashKey["PluginState"]()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One task × model pair in one role (vision or vlm)."""
+
+    task: str
+    model: str
+    role: str
+    paired_with: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}-{self.model}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("plainsight", "plainsight evaluations")
+    group.addoption("--models", default=None, help="comma list of model names or globs from the model config (default: all)")
+    group.addoption("--model-config", default=None, help="models.toml to read (default: fixtures/models.toml)")
+    group.addoption("--thresholds", default=None, help="thresholds.toml to read (default: fixtures/thresholds.toml)")
+    group.addoption("--tasks", default=None, help="comma list of task ids (default: all tasks of the collected eval modules)")
+    group.addoption("--data-root", default=None, help="folder holding real datasets (default: the embedded benchmark)")
+    group.addoption("--report-dir", default=None, help="where results.json, items.jsonl and report.md go (default: reports/latest)")
+    group.addoption("--limit", type=int, default=None, help="use only the first N items of each task")
+    group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
+    group.addoption("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default auto: bf16 on cuda, fp32 on cpu)")
+    group.addoption("--seed", type=int, default=0, help="seed for item sampling and letter balancing (default 0)")
+
+
+class PluginState:
+    """Everything the plugin keeps for one pytest process (controller or worker)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        root = Path(config.rootpath)
+        opt = config.getoption
+        self.model_config = Path(opt("--model-config") or root / "fixtures" / "models.toml")
+        self.thresholds_path = Path(opt("--thresholds") or root / "fixtures" / "thresholds.toml")
+        self.report_dir = Path(opt("--report-dir") or root / "reports" / "latest")
+        data_root = opt("--data-root")
+        if data_root is not None and not Path(data_root).is_dir():
+            raise pytest.UsageError(f"--data-root {data_root}: no such folder")
+        self.options = RunOptions(
+            data_root=Path(data_root).resolve() if data_root else None,
+            seed=opt("--seed"),
+            limit=opt("--limit"),
+            device=opt("--device"),
+            dtype=opt("--dtype"),
+        )
+        self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.is_worker = hasattr(config, "workerinput")
+        self.records: list[dict[str, Any]] = []
+        self._entries: dict[str, ModelEntry] | None = None
+        self._all_entries: dict[str, ModelEntry] | None = None
+        self._thresholds: Thresholds | None = None
+        self._runner: Runner | None = None
+        self._item_log: report_mod.ItemLog | None = None
+
+    # Config files are read lazily: `pytest tests/` never needs them.
+    @property
+    def all_entries(self) -> dict[str, ModelEntry]:
+        if self._all_entries is None:
+            self._all_entries = load_models_toml(self.model_config)
+        return self._all_entries
+
+    @property
+    def entries(self) -> dict[str, ModelEntry]:
+        if self._entries is None:
+            self._entries = select(self.all_entries, self.config.getoption("--models"))
+        return self._entries
+
+    @property
+    def thresholds(self) -> Thresholds:
+        if self._thresholds is None:
+            self._thresholds = load_thresholds(self.thresholds_path)
+        return self._thresholds
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome)
+        return self._runner
+
+    def _log_outcome(self, task: str, model: str, role: str, outcome: Outcome) -> None:
+        if self._item_log is None:
+            self._item_log = report_mod.ItemLog(self.report_dir, self.worker)
+        self._item_log.write(outcome.to_json(task, model, role))
+
+    def close(self) -> None:
+        if self._item_log is not None:
+            self._item_log.close()
+        if self._runner is not None:
+            self._runner.release()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "plainsight_family(name): eval module for the tasks of a task family")
+    state = PluginState(config)
+    config.stash[STATE_KEY] = state
+    if not state.is_worker:
+        for stale in state.report_dir.glob("items.part-*.jsonl"):
+            stale.unlink()
+        config.pluginmanager.register(ReportWriter(state), "plainsight-report")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.close()  # workers: flush the item log and release the model
+
+
+def _family_tasks(state: PluginState, family: str) -> list[str]:
+    from plainsight.tasks import all_tasks
+
+    tasks = sorted(t.id for t in all_tasks().values() if t.family == family)
+    if state.task_filter:
+        tasks = [t for t in tasks if t in state.task_filter]
+    return tasks
+
+
+def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
+    """A VLM's group is its name; an encoder joins the (first) VLM that pairs with it."""
+    if entry.kind == "vlm":
+        return entry.name
+    partners = sorted(e.name for e in entries.values() if e.kind == "vlm" and e.pairs_with == entry.name)
+    return partners[0] if partners else entry.name
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = [name for name in ("vision_case", "vlm_case") if name in metafunc.fixturenames]
+    if not wanted:
+        return
+    marker = metafunc.definition.get_closest_marker("plainsight_family")
+    if marker is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: eval modules need pytest.mark.plainsight_family(<family>)")
+    state: PluginState = metafunc.config.stash[STATE_KEY]
+    try:
+        entries = state.entries
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    kind = "encoder" if wanted[0] == "vision_case" else "vlm"
+    role = ROLE_VISION if kind == "encoder" else ROLE_VLM
+    params = []
+    for task in _family_tasks(state, marker.args[0]):
+        for entry in sorted(entries.values(), key=lambda e: e.name):
+            if entry.kind != kind:
+                continue
+            case = Case(task=task, model=entry.name, role=role, paired_with=entry.pairs_with)
+            group = xdist_group_for(entry, state.all_entries)
+            params.append(pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(group)))
+    metafunc.parametrize(wanted[0], params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run each model's tests together (vision before its VLM), so each model is loaded once."""
+    state: PluginState = config.stash[STATE_KEY]
+
+    def key(item: pytest.Item) -> tuple:
+        case = _case_of(item)
+        if case is None:
+            return (0, "", 0, "")
+        entry = state.all_entries[case.model]
+        return (1, xdist_group_for(entry, state.all_entries), 0 if case.role == ROLE_VISION else 1, case.model, case.task)
+
+    items.sort(key=key)
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for name in ("vision_case", "vlm_case"):
+        if name in callspec.params:
+            return callspec.params[name]
+    return None
+
+
+@pytest.fixture
+def vision_case(request: pytest.FixtureRequest) -> Case:
+    return request.param
+
+
+@pytest.fixture
+def vlm_case(request: pytest.FixtureRequest) -> Case:
+    return request.param
+
+
+class Harness:
+    """What an eval test talks to: computes a case's record and applies its gates."""
+
+    def __init__(self, state: PluginState, node: pytest.Item):
+        self.state = state
+        self.node = node
+
+    def evaluate(self, case: Case) -> dict[str, Any]:
+        """Compute the records of a case (a VLM case also runs its blind control and paired vision baseline)."""
+        from plainsight.records import summarize
+
+        state = self.state
+        entry = state.all_entries[case.model]
+        runner = state.runner
+        try:
+            items = runner.items(case.task)
+            if case.role == ROLE_VISION:
+                run = runner.run(case.task, case.model, ROLE_VISION)
+                record = summarize(run, choices=_choices(items), smoke=entry.smoke, n_items=len(items))
+                self._attach([record])
+                return record
+            if entry.pairs_with == "own_tower":
+                raise ConfigError(f"{case.model}: pairs_with = 'own_tower' is not supported yet; name an encoder entry")
+            vision = runner.run(case.task, entry.pairs_with, ROLE_VISION) if entry.pairs_with else None
+            vlm = runner.run(case.task, case.model, ROLE_VLM)
+            blind = runner.run(case.task, case.model, ROLE_BLIND)
+        except DatasetNotFound as exc:
+            self._skip(case, f"no data for {case.task}: {exc}")
+        except ModelUnavailable as exc:
+            self._skip(case, f"model {case.model} unavailable: {exc}")
+        except DataError as exc:
+            pytest.fail(f"{case.task}: {exc}", pytrace=False)
+        choices = _choices(items)
+        record = summarize(vlm, choices=choices, blind=blind, vision=vision, smoke=entry.smoke, n_items=len(items))
+        blind_record = summarize(blind, choices=choices, smoke=entry.smoke, n_items=len(items))
+        blind_record.update(verdict="skip", reason="control run (white images): not gated; see the vlm record's tv_to_blind")
+        self._attach([record, blind_record])
+        return record
+
+    def gate(self, record: dict[str, Any]) -> None:
+        """Judge a record against thresholds.toml and turn the verdict into the test outcome."""
+        entry = self.state.all_entries[record["model"]]
+        gates = self.state.thresholds.for_case(record["task"], record["model"], record["role"])
+        verdict = judge(record, gates, smoke=entry.smoke)
+        record["verdict"] = verdict.status
+        record["reason"] = verdict.reason
+        record["checks"] = verdict.checks
+        if verdict.status == "fail":
+            pytest.fail(verdict.reason, pytrace=False)
+        if verdict.status == "xfail":
+            pytest.xfail(verdict.reason)
+
+    def _attach(self, records: list[dict[str, Any]]) -> None:
+        self.node.user_properties.append((RECORDS_PROPERTY, records))
+
+    def _skip(self, case: Case, reason: str) -> None:
+        roles = [case.role] if case.role == ROLE_VISION else [ROLE_VLM]
+        self._attach([_skip_record(case.task, case.model, role, reason) for role in roles])
+        pytest.skip(reason)
+
+
+def _choices(items: list[Any]) -> tuple[str, ...]:
+    return items[0].choices if items else ("A", "B", "C", "D")
+
+
+def _skip_record(task: str, model: str, role: str, reason: str) -> dict[str, Any]:
+    return {
+        "task": task, "model": model, "role": role, "n": 0, "n_items": 0, "correct": 0, "accuracy": None,
+        "chance": None, "chance_floor": None, "ci95": [None, None], "answer_dist": {}, "gold_dist": {},
+        "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None, "parse_failures": 0, "ties": 0,
+        "invalid": 0, "paired_with": None, "verdict": "skip", "reason": reason,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def plainsight(request: pytest.FixtureRequest) -> Harness:
+    """The harness for one eval test (the runner behind it is per worker)."""
+    return Harness(request.config.stash[STATE_KEY], request.node)
+
+
+class ReportWriter:
+    """Collects records on the process that writes the report (the controller under xdist) and writes it."""
+
+    def __init__(self, state: PluginState):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == RECORDS_PROPERTY:
+                self.state.records.extend(value)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        state.close()
+        if not state.records:
+            return
+        report_mod.merge_item_logs(state.report_dir)
+        metadata = report_mod.run_metadata(
+            seed=state.options.seed,
+            options={
+                "data_root": str(state.options.data_root) if state.options.data_root else "embedded",
+                "limit": state.options.limit,
+                "device": state.options.device,
+                "dtype": state.options.dtype,
+                "models": sorted({r["model"] for r in state.records}),
+            },
+            fingerprints=_fingerprints(state),
+        )
+        report_mod.write_results(state.report_dir, metadata, state.records)
+        report_mod.write_markdown(state.report_dir, metadata, state.records)
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if not self.state.records:
+            return
+        terminalreporter.section("plainsight")
+        rows = report_mod.summary_rows(self.state.records)
+        terminalreporter.write_line(report_mod.format_table(report_mod.SUMMARY_HEADER, rows))
+        terminalreporter.write_line(
+            f"report: {self.state.report_dir / 'report.md'}  results: {self.state.report_dir / 'results.json'}"
+        )
+
+
+def _fingerprints(state: PluginState) -> dict[str, Any]:
+    from plainsight import prompts
+    from plainsight.tasks import get_task
+
+    tasks = sorted({r["task"] for r in state.records})
+    data = {t: sorted({r.get("item_set") for r in state.records if r["task"] == t and r.get("item_set")}) for t in tasks}
+    prompt_fps = {}
+    for t in tasks:
+        p = prompts.get(get_task(t).prompt_id)
+        prompt_fps[t] = {"prompt": p.key, "fingerprint": p.fingerprint}
+    models = {
+        name: canonical_hash(state.all_entries[name].fingerprint_fields())
+        for name in sorted({r["model"] for r in state.records})
+        if name in state.all_entries
+    }
+    return {"data_fingerprints": data, "prompt_fingerprints": prompt_fps, "model_fingerprints": models}

@@ -1,0 +1,178 @@
+"""Run outputs: results.json, items.jsonl, report.md and the terminal table.
+
+``items.jsonl`` lines are appended as items finish (one part file per xdist
+worker, so workers never interleave writes); at the end of the session the
+controller sorts all parts into one ``items.jsonl``. Writes of the final files
+are atomic (write to a temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = "plainsight.results/1"
+RECORD_KEY = ("task", "model", "role")
+TIMING_FIELDS = ("seconds",)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class ItemLog:
+    """Append-only per-worker item log: one JSON line per outcome, flushed as it is written."""
+
+    def __init__(self, report_dir: Path, worker: str):
+        report_dir.mkdir(parents=True, exist_ok=True)
+        self.path = report_dir / f"items.part-{worker}.jsonl"
+        self._fh = self.path.open("a")
+
+    def write(self, line: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(line, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def merge_item_logs(report_dir: Path) -> int:
+    """Combine the worker part files into a sorted, de-duplicated items.jsonl; returns the line count."""
+    lines: dict[tuple[str, str, str, str], str] = {}
+    parts = sorted(report_dir.glob("items.part-*.jsonl"))
+    for part in parts:
+        for raw in part.read_text().splitlines():
+            if not raw.strip():
+                continue
+            rec = json.loads(raw)
+            lines[(rec["task"], rec["model"], rec["role"], rec["item"])] = json.dumps(rec, sort_keys=True)
+    atomic_write(report_dir / "items.jsonl", "".join(lines[k] + "\n" for k in sorted(lines)))
+    for part in parts:
+        part.unlink()
+    return len(lines)
+
+
+def run_metadata(*, seed: int, options: dict[str, Any], fingerprints: dict[str, Any]) -> dict[str, Any]:
+    versions = {"python": platform.python_version()}
+    for module in ("torch", "transformers", "timm", "plainsight"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is recorded as absent
+            versions[module] = None
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "options": options,
+        **fingerprints,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    unique = {tuple(r[k] for k in RECORD_KEY): r for r in records}
+    return [unique[k] for k in sorted(unique)]
+
+
+def write_results(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+    payload = {"schema": SCHEMA, **metadata, "results": sort_records(records)}
+    path = report_dir / "results.json"
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r in sort_records(records):
+        rows.append(
+            [
+                r["task"],
+                r["model"],
+                r["role"],
+                str(r["n"]),
+                _pct(r["accuracy"]),
+                f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]",
+                _pct(r["chance_floor"]),
+                _pct(r["tv_to_gold"]),
+                _pct(r.get("tv_to_blind")),
+                str(r["ties"]),
+                str(r["invalid"]),
+                r.get("verdict", ""),
+            ]
+        )
+    return rows
+
+
+SUMMARY_HEADER = ["task", "model", "role", "n", "acc", "95% CI", "chance", "TV gold", "TV blind", "ties", "invalid", "verdict"]
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+    """report.md: per task, each VLM beside its vision baseline and blind control, then every record."""
+    out = ["# plainsight report", ""]
+    out.append(f"Created {metadata.get('created')} · seed {metadata.get('seed')} · commit {metadata.get('git_commit')}")
+    out.append("")
+    out.append("## Vision readout vs VLM vs blind")
+    out.append("")
+    out.append("| task | VLM | vision baseline | vision acc | VLM acc | blind acc | chance floor | TV(pred, gold) | TV(pred, blind) | verdict |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sort_records(records):
+        if r["role"] != "vlm":
+            continue
+        out.append(
+            f"| {r['task']} | {r['model']} | {r.get('paired_with') or '–'} | {_pct(r.get('vision_accuracy'))} | "
+            f"{_pct(r['accuracy'])} | {_pct(r.get('blind_accuracy'))} | {_pct(r['chance_floor'])} | "
+            f"{_pct(r['tv_to_gold'])} | {_pct(r.get('tv_to_blind'))} | {r.get('verdict', '')} |"
+        )
+    out.append("")
+    out.append("## All records")
+    out.append("")
+    out.append("| " + " | ".join(SUMMARY_HEADER) + " |")
+    out.append("|" + "---|" * len(SUMMARY_HEADER))
+    for row in summary_rows(records):
+        out.append("| " + " | ".join(row) + " |")
+    failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail")]
+    if failing:
+        out.append("")
+        out.append("## Gate messages")
+        out.append("")
+        for r in failing:
+            out.append(f"- **{r['task']} × {r['model']} ({r['role']}) — {r['verdict']}**: {r.get('reason', '')}")
+    out.append("")
+    out.append(
+        "Accuracy counts abstentions (ties, NaN, unparseable answers) as wrong; items invalid for a model "
+        "(markers cropped away by its preprocessing) are excluded from its n and counted under `invalid`. "
+        "TV(P, Q) = ½ Σ |P(x) − Q(x)| over answer letters."
+    )
+    path = report_dir / "report.md"
+    atomic_write(path, "\n".join(out) + "\n")
+    return path

@@ -1,0 +1,318 @@
+"""Running a model in a role on a task's items, once per worker.
+
+A :class:`Runner` is the session-scoped store DESIGN.md calls for: items are
+built once per task, each model is loaded once and released before the next one
+loads, and each (task, model, role, item set) is computed once and memoised, so a
+VLM test and a vision test in the same worker share work.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from plainsight import render
+from plainsight.items import Item, item_set_fingerprint
+from plainsight.models.registry import ModelEntry
+from plainsight.scoring import choose
+from plainsight.tasks import LoadRequest, get_task
+
+if TYPE_CHECKING:  # geometry imports torch; keep `import plainsight.plugin` light
+    from plainsight import geometry
+
+log = logging.getLogger("plainsight")
+
+ROLE_VISION, ROLE_VLM, ROLE_BLIND = "vision", "vlm", "blind"
+
+
+@dataclass
+class Outcome:
+    """What one model in one role answered on one item."""
+
+    item_id: str
+    gold: str
+    pred: str | None
+    reason: str | None = None  # None | "tie" | "nan" | "invalid" | "parse_failure"
+    scores: dict[str, float] | None = None
+    detail: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.reason != "invalid"
+
+    @property
+    def correct(self) -> bool:
+        return self.valid and self.pred is not None and self.pred == self.gold
+
+    def to_json(self, task: str, model: str, role: str) -> dict[str, Any]:
+        scores = None
+        if self.scores is not None:
+            scores = {k: (round(v, 6) if np.isfinite(v) else str(v)) for k, v in self.scores.items()}
+        return {
+            "task": task,
+            "model": model,
+            "role": role,
+            "item": self.item_id,
+            "gold": self.gold,
+            "pred": self.pred,
+            "correct": self.correct,
+            "reason": self.reason,
+            "detail": self.detail,
+            "scores": scores,
+        }
+
+
+@dataclass
+class RoleRun:
+    task: str
+    model: str
+    role: str
+    item_set: str
+    outcomes: list[Outcome]
+    info: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_root: Path | None = None
+    seed: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    if requested in ("", "auto"):
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return requested
+
+
+OutcomeSink = Callable[[str, str, str, Outcome], None]
+
+
+class Runner:
+    """Per-worker store of items, loaded models and memoised role runs."""
+
+    def __init__(self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None):
+        self.options = options
+        self.entries = entries
+        self.sink = sink
+        self._items: dict[str, list[Item]] = {}
+        self._runs: dict[tuple[str, str, str, str], RoleRun] = {}
+        self._loaded_name: str | None = None
+        self._loaded: Any = None
+        self.loads: list[str] = []  # model names in load order (tests check one load per model)
+
+    # -- items ---------------------------------------------------------------
+    def items(self, task_id: str) -> list[Item]:
+        if task_id not in self._items:
+            task = get_task(task_id)
+            req = LoadRequest(data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit)
+            self._items[task_id] = task.load_items(req)
+        return self._items[task_id]
+
+    # -- models --------------------------------------------------------------
+    def device_for(self, entry: ModelEntry) -> str:
+        requested = self.options.device if self.options.device != "auto" else entry.device
+        return resolve_device(requested)
+
+    def dtype_for(self, entry: ModelEntry, device: str) -> str:
+        requested = self.options.dtype if self.options.dtype != "auto" else entry.dtype
+        return resolve_dtype(requested, device)
+
+    def model(self, name: str) -> Any:
+        """The loaded model for an entry; the previously loaded one is released first."""
+        if self._loaded_name == name:
+            return self._loaded
+        self.release()
+        entry = self.entries[name]
+        device = self.device_for(entry)
+        dtype = self.dtype_for(entry, device)
+        started = time.perf_counter()
+        if entry.kind == "encoder":
+            from plainsight.models.encoders import load_encoder
+
+            model = load_encoder(entry, device=device, dtype=dtype)
+        else:
+            from plainsight.models.vlms import load_vlm
+
+            model = load_vlm(entry, device=device, dtype=dtype)
+        log.info("loaded %s (%s, %s) in %.1fs", name, device, dtype, time.perf_counter() - started)
+        self._loaded_name, self._loaded = name, model
+        self.loads.append(name)
+        return model
+
+    def release(self) -> None:
+        """Drop the loaded model and return its memory (CPU RSS via gc; CUDA cache)."""
+        if self._loaded is None:
+            return
+        self._loaded_name, self._loaded = None, None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    # -- role runs -----------------------------------------------------------
+    def run(self, task_id: str, model_name: str, role: str) -> RoleRun:
+        items = self.items(task_id)
+        key = (task_id, model_name, role, item_set_fingerprint(items))
+        if key not in self._runs:
+            started = time.perf_counter()
+            if role == ROLE_VISION:
+                run = self._run_vision(task_id, model_name, items)
+            elif role in (ROLE_VLM, ROLE_BLIND):
+                run = self._run_vlm(task_id, model_name, items, blind=role == ROLE_BLIND)
+            else:
+                raise ValueError(f"unknown role {role!r}")
+            run.item_set = key[3]
+            run.seconds = time.perf_counter() - started
+            self._runs[key] = run
+        return self._runs[key]
+
+    def _emit(self, run: RoleRun, outcome: Outcome) -> None:
+        run.outcomes.append(outcome)
+        if self.sink is not None:
+            self.sink(run.task, run.model, run.role, outcome)
+
+    def _progress(self, run: RoleRun, done: int, total: int) -> None:
+        step = max(1, total // 10)
+        if done == total or done % step == 0:
+            log.info("%s × %s (%s): %d/%d items", run.task, run.model, run.role, done, total)
+
+    def _run_vision(self, task_id: str, model_name: str, items: list[Item]) -> RoleRun:
+        from plainsight.readouts import READOUTS
+
+        task = get_task(task_id)
+        encoder = self.model(model_name)
+        readout = READOUTS[task.readout]
+        run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout})
+        run.info["preprocess"] = getattr(getattr(encoder, "spec", None), "source", "") or None
+        cache: dict[tuple[str, tuple[int, int]], Any] = {}
+        for done, item in enumerate(items, 1):
+            # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
+            keys = [(im.path, tuple(im.size)) for im in item.images]
+            missing = [i for i, k in enumerate(keys) if k not in cache]
+            if missing:
+                images = [item.images[i].load() for i in missing]
+                for i, feats in zip(missing, encoder.encode(images)):
+                    cache[keys[i]] = feats
+            result = readout(encoder, item, [cache[k] for k in keys])
+            if result.scores is None:
+                outcome = Outcome(item.id, item.gold, None, "invalid", None, result.invalid_reason)
+            else:
+                choice = choose(result.scores, item.choices)
+                outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(result.scores))
+            self._emit(run, outcome)
+            self._progress(run, done, len(items))
+        return run
+
+    def _run_vlm(self, task_id: str, model_name: str, items: list[Item], *, blind: bool) -> RoleRun:
+        from plainsight.models.vlms import VLMRequest
+
+        task = get_task(task_id)
+        entry = self.entries[model_name]
+        vlm = self.model(model_name)
+        role = ROLE_BLIND if blind else ROLE_VLM
+        run = RoleRun(task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": "letters"})
+        spec = vlm_preprocess_spec(vlm)
+        run.info["preprocess"] = spec.source if spec else None
+        batch_size = max(1, entry.batch_size)
+        pending: list[tuple[Item, Any]] = []
+
+        def flush() -> None:
+            scored = vlm.score_letters([req for _, req in pending])
+            for (item, _), scores in zip(pending, scored):
+                choice = choose(scores.logprobs, item.choices)
+                self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)))
+            pending.clear()
+
+        for done, item in enumerate(items, 1):
+            shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind)
+            if invalid:
+                self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid))
+            else:
+                pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
+                if len(pending) >= batch_size:
+                    flush()
+            self._progress(run, done, len(items))
+        if pending:
+            flush()
+        # Outcomes were emitted batch by batch; keep them in item order.
+        order = {it.id: i for i, it in enumerate(items)}
+        run.outcomes.sort(key=lambda o: order[o.item_id])
+        return run
+
+
+def vlm_preprocess_spec(vlm: Any) -> "geometry.PreprocessSpec | None":
+    """The geometric preprocessing a VLM's image processor applies, when we can model it."""
+    from plainsight import geometry
+
+    processor = getattr(vlm, "processor", None)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        return None
+    try:
+        return geometry.spec_from_hf(image_processor)
+    except (ValueError, NotImplementedError, KeyError, TypeError):
+        return None
+
+
+def compose_view(images: list[Image.Image], image_mode: str) -> tuple[list[Image.Image], list[tuple[int, int]]]:
+    """The images a VLM receives for an item in an image mode, and each source image's offset in them."""
+    if image_mode == "side_by_side":
+        canvas, offsets = render.compose_side_by_side(images)
+        return [canvas], offsets
+    return images, [(0, 0)] * len(images)
+
+
+def vlm_view(
+    render_fn: Callable[[Item, list[Image.Image]], list[Image.Image]],
+    item: Item,
+    image_mode: str,
+    spec: "geometry.PreprocessSpec | None",
+    *,
+    blind: bool = False,
+) -> tuple[list[Image.Image], str | None]:
+    """What the VLM is shown for an item, or the reason the item is invalid for it.
+
+    Markers the model's preprocessing would crop away make the item invalid (never shifted).
+    Blind runs replace every image by a white one of the same size before composition.
+    """
+    from plainsight import geometry
+
+    if blind:
+        sources = [Image.new("RGB", tuple(im.size), (255, 255, 255)) for im in item.images]
+    else:
+        sources = render_fn(item, item.load_images())
+    shown, offsets = compose_view(sources, image_mode)
+    if spec is not None:
+        for idx, (im, (dx, dy)) in enumerate(zip(item.images, offsets)):
+            target = shown[0] if image_mode == "side_by_side" else shown[idx]
+            transform = geometry.plan(spec, target.size)
+            for label, (x, y) in im.points.items():
+                if not transform.contains((x + dx, y + dy)):
+                    return shown, (
+                        f"marker {label} at ({x:.0f}, {y:.0f}) of image {idx + 1} is cropped away by the "
+                        f"model's preprocessing ({spec.source or 'image processor'})"
+                    )
+    return shown, None

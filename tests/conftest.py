@@ -1,0 +1,35 @@
+"""Shared helpers for the suite's own tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HF_CONFIGS = REPO.parent / "shared" / "hf-configs"
+REQUIRE_ENV = "PLAINSIGHT_REQUIRE_HF_CONFIGS"
+
+
+def hf_config_dir(name: str) -> Path:
+    """The real checkpoint files of `name` (e.g. "llava-hf__llava-1.5-7b-hf") from ../shared/hf-configs.
+
+    Skips when absent, unless $PLAINSIGHT_REQUIRE_HF_CONFIGS is set (CI sets it when the
+    files are present), in which case a missing folder is a failure.
+    """
+    folder = HF_CONFIGS / name
+    if not (folder / "config.json").is_file() and not (folder / "preprocessor_config.json").is_file():
+        message = f"{folder} not found: real checkpoint files come from ../shared/hf-configs beside the repo"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(message + f" (${REQUIRE_ENV} is set)")
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedded_data() -> Path:
+    folder = REPO / "fixtures" / "data"
+    if not (folder / "ATTRIBUTION.md").is_file():
+        pytest.fail(f"{folder} is missing: run `plainsight fixtures build`")
+    return folder

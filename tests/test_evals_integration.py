@@ -1,0 +1,161 @@
+"""End to end through pytest: eval module → plugin → runner → gates → report, with model doubles.
+
+The doubles have known behaviour, so each gate and diagnostic is checked against a
+hand-computable value: the oracle scores 1.0, constant-"A" has a known TV to gold,
+the image-blind double fails the blind gate, the tying double reports ties.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from plainsight.scoring import distribution, tv_distance
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+LIMIT = 40
+
+DOUBLES_TOML = """
+[models.pixels]
+kind = "encoder"
+source = "pixels"
+
+[models.oracle]
+kind = "vlm"
+source = "double:oracle"
+pairs_with = "pixels"
+
+[models.constant-a]
+kind = "vlm"
+source = "double:constant-a"
+pairs_with = "pixels"
+
+[models.image-blind]
+kind = "vlm"
+source = "double:image-blind"
+pairs_with = "pixels"
+
+[models.tying]
+kind = "vlm"
+source = "double:tying"
+pairs_with = "pixels"
+"""
+
+THRESHOLDS = """
+[defaults.vision]
+above_chance = true
+[defaults.vlm]
+above_chance = true
+max_gap_to_vision = 0.10
+min_tv_to_blind = 0.05
+"""
+
+
+@pytest.fixture
+def eval_project(pytester: pytest.Pytester, embedded_data: Path) -> pytest.Pytester:
+    shutil.copy(REPO / "evals" / "test_correspondence.py", pytester.path / "test_correspondence.py")
+    (pytester.path / "models.toml").write_text(DOUBLES_TOML)
+    (pytester.path / "thresholds.toml").write_text(THRESHOLDS)
+    return pytester
+
+
+def run_evals(pytester: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult, dict]:
+    report_dir = pytester.path / "report"
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider",
+        f"--model-config={pytester.path / 'models.toml'}",
+        f"--thresholds={pytester.path / 'thresholds.toml'}",
+        f"--report-dir={report_dir}",
+        f"--data-root={REPO / 'fixtures' / 'data'}",
+        f"--limit={LIMIT}",
+        *extra,
+    )  # fmt: skip
+    results = json.loads((report_dir / "results.json").read_text()) if (report_dir / "results.json").exists() else {}
+    return result, results
+
+
+def by_key(results: dict) -> dict:
+    return {(r["task"], r["model"], r["role"]): r for r in results["results"]}
+
+
+DESIGN_FIELDS = {
+    "task", "model", "role", "n", "correct", "accuracy", "chance", "ci95", "answer_dist", "gold_dist",
+    "tv_to_gold", "tv_to_blind", "parse_failures", "verdict", "reason", "chance_floor", "ties", "paired_with",
+    "blind_accuracy",
+}  # fmt: skip
+
+
+def test_doubles_through_the_gates(eval_project: pytest.Pytester):
+    result, results = run_evals(eval_project)
+    outcomes = {r.nodeid.split("::")[-1]: r.outcome for r in result.reprec.getreports("pytest_runtest_logreport") if r.when == "call"}  # type: ignore[attr-defined]
+    assert outcomes["test_vision[low_level_matching-pixels]"] == "passed"
+    assert outcomes["test_vlm[low_level_matching-oracle]"] == "passed"
+    assert outcomes["test_vlm[low_level_matching-constant-a]"] == "failed"
+    assert outcomes["test_vlm[low_level_matching-image-blind]"] == "failed"
+    assert outcomes["test_vlm[low_level_matching-tying]"] == "failed"
+
+    assert results["schema"] == "plainsight.results/1"
+    recs = by_key(results)
+    for rec in recs.values():
+        assert DESIGN_FIELDS <= set(rec), DESIGN_FIELDS - set(rec)
+
+    oracle = recs[("low_level_matching", "oracle", "vlm")]
+    assert oracle["accuracy"] == 1.0 and oracle["n"] == LIMIT and oracle["verdict"] == "pass"
+
+    # constant-"A": every answer is A, so TV to gold = 1 - P_gold(A), computed by hand from the items.
+    items = [json.loads(line) for line in (eval_project.path / "report" / "items.jsonl").read_text().splitlines()]
+    golds = [i["gold"] for i in items if i["model"] == "constant-a" and i["role"] == "vlm"]
+    assert len(golds) == LIMIT
+    expected_tv = 1.0 - golds.count("A") / len(golds)
+    const = recs[("low_level_matching", "constant-a", "vlm")]
+    assert const["answer_dist"] == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}
+    assert const["tv_to_gold"] == pytest.approx(expected_tv, abs=1e-6)
+    assert const["tv_to_gold"] == pytest.approx(tv_distance(distribution(["A"] * LIMIT, "ABCD"), distribution(golds, "ABCD")))
+
+    blind = recs[("low_level_matching", "image-blind", "vlm")]
+    assert blind["tv_to_blind"] == 0.0 and blind["checks"]["min_tv_to_blind"] is False
+    assert "min_tv_to_blind" in blind["reason"]
+
+    tying = recs[("low_level_matching", "tying", "vlm")]
+    assert tying["ties"] == LIMIT and tying["accuracy"] == 0.0
+    assert tying["answer_dist"].get("A", 0.0) == 0.0  # ties are abstentions, never "A"
+
+    # blind control records exist and are not gated
+    assert recs[("low_level_matching", "oracle", "blind")]["verdict"] == "skip"
+    # the paired vision baseline is recorded by its own test
+    assert recs[("low_level_matching", "pixels", "vision")]["verdict"] == "pass"
+
+
+def test_k_selects_by_task_and_family(eval_project: pytest.Pytester):
+    result = eval_project.runpytest(
+        "--collect-only", "-q", f"--model-config={eval_project.path / 'models.toml'}", "-k", "correspondence"
+    )
+    collected = [line for line in result.outlines if "::" in line]
+    assert len(collected) == 5 and all("low_level_matching" in line for line in collected)
+    result = eval_project.runpytest(
+        "--collect-only", "-q", f"--model-config={eval_project.path / 'models.toml'}", "-k", "oracle"
+    )
+    assert [line for line in result.outlines if "::" in line] == [
+        "test_correspondence.py::test_vlm[low_level_matching-oracle]"
+    ]
+
+
+def test_missing_model_is_a_skip_naming_the_fix(eval_project: pytest.Pytester):
+    (eval_project.path / "models.toml").write_text(
+        '[models.ghost]\nkind = "encoder"\nsource = "./no/such/folder"\n'
+    )
+    result, results = run_evals(eval_project)
+    result.assert_outcomes(skipped=1)
+    rec = by_key(results)[("low_level_matching", "ghost", "vision")]
+    assert rec["verdict"] == "skip" and "no/such/folder" in rec["reason"]
+
+
+def test_missing_data_root_is_a_usage_error(eval_project: pytest.Pytester):
+    result = eval_project.runpytest(f"--model-config={eval_project.path / 'models.toml'}", "--data-root=/no/such/dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--data-root /no/such/dir: no such folder*"])
