@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plainsight.errors import ConfigError
 from plainsight.tasks.base import LoadRequest, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {}
@@ -19,7 +20,7 @@ def get_task(task_id: str) -> TaskSpec:
     try:
         return TASKS[task_id]
     except KeyError:
-        raise KeyError(f"unknown task {task_id!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+        raise ConfigError(f"unknown task {task_id!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
 def all_tasks() -> dict[str, TaskSpec]:

@@ -1,0 +1,54 @@
+"""results.json records re-derived by hand from outcomes."""
+
+import pytest
+
+from plainsight.records import summarize
+from plainsight.runner import Outcome, RoleRun
+
+CHOICES = ("A", "B", "C", "D")
+
+
+def run(role, preds, golds, reasons=None, model="m"):
+    reasons = reasons or [None] * len(preds)
+    outcomes = [Outcome(f"i{k}", g, p, r) for k, (p, g, r) in enumerate(zip(preds, golds, reasons))]
+    return RoleRun("low_level_matching", model, role, "set", outcomes)
+
+
+def test_accuracy_ci_distributions_and_tv():
+    golds = list("ABCDABCDAB")
+    preds = list("AAAAAAAAAA")
+    rec = summarize(run("vlm", preds, golds), choices=CHOICES)
+    assert rec["n"] == 10 and rec["correct"] == 3 and rec["accuracy"] == 0.3
+    assert rec["answer_dist"] == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}
+    assert rec["gold_dist"] == {"A": 0.3, "B": 0.3, "C": 0.2, "D": 0.2}
+    assert rec["tv_to_gold"] == pytest.approx(0.7)
+    assert rec["chance"] == 0.25 and rec["chance_floor"] == 0.3
+    lo, hi = rec["ci95"]
+    assert lo < 0.3 < hi
+
+
+def test_abstentions_count_wrong_and_invalid_items_are_excluded():
+    golds = list("ABCD")
+    preds = [None, "B", None, "D"]
+    reasons = ["tie", None, "invalid", "nan"]
+    rec = summarize(run("vlm", preds, golds, reasons), choices=CHOICES, n_items=4)
+    assert rec["n"] == 3 and rec["invalid"] == 1 and rec["ties"] == 1 and rec["nan"] == 1
+    assert rec["correct"] == 1 and rec["accuracy"] == pytest.approx(1 / 3, abs=1e-6)
+    assert rec["answer_dist"]["none"] == pytest.approx(2 / 3, abs=1e-6)
+    assert sum(rec["answer_dist"].values()) == pytest.approx(1.0)
+
+
+def test_blind_tv_and_paired_comparison():
+    golds = list("ABCDABCD")
+    vlm = run("vlm", list("ABCDAAAA"), golds)
+    blind = run("blind", list("AAAAAAAA"), golds)
+    vision = run("vision", list("ABCDABCA"), golds, model="enc")
+    rec = summarize(vlm, choices=CHOICES, blind=blind, vision=vision)
+    # answers: A 5/8, B,C,D 1/8 each; blind: A 1.0 -> TV = 3/8
+    assert rec["tv_to_blind"] == pytest.approx(3 / 8)
+    assert rec["blind_accuracy"] == pytest.approx(2 / 8)
+    assert rec["paired_with"] == "enc" and rec["paired_n"] == 8
+    assert rec["vision_accuracy"] == pytest.approx(7 / 8) and rec["paired_vlm_accuracy"] == pytest.approx(5 / 8)
+    assert rec["gap_to_vision"] == pytest.approx(2 / 8)
+    assert rec["only_vision_correct"] == 2 and rec["only_vlm_correct"] == 0
+    assert rec["mcnemar_p"] == pytest.approx(0.5)  # two-sided exact: 2 * 0.5**2
