@@ -1,0 +1,133 @@
+"""Scoring and statistics: choices from scores, accuracy intervals, distributions, paired tests.
+
+Pure Python/numpy (no scipy). Conventions:
+- an abstention (tie, NaN, unparseable answer) is ``None``: counted wrong, reported;
+- TV(P, Q) = ½ Σ_x |P(x) − Q(x)| over the union of outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Choice:
+    letter: str | None  # None = abstain
+    reason: str | None = None  # None | "tie" | "nan" | "parse_failure"
+
+
+def choose(logprobs: Mapping[str, float], letters: Sequence[str], *, tie_tol: float = 0.0) -> Choice:
+    """Argmax over the valid letters; NaN/inf-less ties and NaN scores abstain instead of defaulting to "A"."""
+    values = [(letter, float(logprobs[letter])) for letter in letters if letter in logprobs]
+    if not values:
+        return Choice(None, "nan")
+    if any(math.isnan(v) for _, v in values) or all(v == -math.inf for _, v in values):
+        return Choice(None, "nan")
+    ranked = sorted(values, key=lambda lv: lv[1], reverse=True)
+    if len(ranked) > 1 and ranked[0][1] - ranked[1][1] <= tie_tol:
+        return Choice(None, "tie")
+    return Choice(ranked[0][0], None)
+
+
+def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when n == 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At k = 0 and k = n the bound is exactly 0 or 1; rounding must not put p̂ outside its own interval.
+    lo = 0.0 if correct == 0 else max(0.0, min(p, centre - half))
+    hi = 1.0 if correct == n else min(1.0, max(p, centre + half))
+    return lo, hi
+
+
+def chance_floor(gold_letters: Sequence[str], n_choices: int) -> float:
+    """max(1/k, share of the most common gold letter): what "always answer X" would score."""
+    if not gold_letters:
+        return 1.0 / n_choices
+    top = Counter(gold_letters).most_common(1)[0][1]
+    return max(1.0 / n_choices, top / len(gold_letters))
+
+
+def distribution(letters: Sequence[str | None], choices: Sequence[str]) -> dict[str, float]:
+    """Share of each choice letter; abstentions go under "none" (present only when any abstained)."""
+    n = len(letters)
+    counts = Counter(letters)
+    dist = {c: (counts.get(c, 0) / n if n else 0.0) for c in choices}
+    abstained = sum(v for k, v in counts.items() if k not in dist)
+    if abstained:
+        dist["none"] = abstained / n
+    return dist
+
+
+def tv_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    """Total variation distance ½ Σ |P(x) − Q(x)| over the union of keys (a missing key is 0)."""
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in keys)
+
+
+def _log_binom_pmf(k: int, n: int, p: float) -> float:
+    if p == 0.0:
+        return 0.0 if k == 0 else -math.inf
+    if p == 1.0:
+        return 0.0 if k == n else -math.inf
+    return (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+    )
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """Exact P[X ≥ k] for X ~ Bin(n, p), summed in log space."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    logs = [_log_binom_pmf(i, n, p) for i in range(k, n + 1)]
+    top = max(logs)
+    if top == -math.inf:
+        return 0.0
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    return min(1.0, 2.0 * binomial_sf(max(b, c), n, 0.5))
+
+
+def mcnemar_one_sided(b: int, c: int) -> float:
+    """P[X ≥ c] for X ~ Bin(b + c, ½): evidence that the second system is worse.
+
+    ``b`` counts items only the second system got right, ``c`` items only the first got right.
+    """
+    return binomial_sf(c, b + c, 0.5) if b + c else 1.0
+
+
+def paired_bootstrap_diff(
+    a: Sequence[bool], b: Sequence[bool], *, iters: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean accuracy difference a − b on paired items with a seeded 95% percentile bootstrap CI."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.shape[0]} vs {y.shape[0]}")
+    if x.size == 0:
+        return 0.0, 0.0, 0.0
+    d = x - y
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, d.size, size=(iters, d.size))
+    means = d[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    diff = float(d.mean())
+    return diff, min(float(lo), diff), max(float(hi), diff)
