@@ -1,0 +1,90 @@
+"""Visual prompts drawn by our code, BLINK style, and the paper's side-by-side composition.
+
+Point markers: a small red hollow ring centred on the point, its label ("REF",
+"A".."D") in white on a black box just above (below when there is no room).
+Sizes scale with the image so labels stay readable on 160 px and 1000 px images.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from plainsight.items import Box, Point
+
+RING_RED = (255, 0, 0)
+LABEL_FG = (255, 255, 255)
+LABEL_BG = (0, 0, 0)
+SEPARATOR = (0, 0, 0)
+PAD = (255, 255, 255)
+BOX_COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def marker_radius(image_size: tuple[int, int]) -> int:
+    return max(3, round(min(image_size) / 40))
+
+
+def draw_point_markers(image: Image.Image, points: Mapping[str, Point], *, radius: int | None = None) -> Image.Image:
+    """A copy of ``image`` with a labelled red ring at each point (pixel-index coordinates)."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    r = radius or marker_radius(out.size)
+    width = max(1, r // 3)
+    font = _font(max(8, round(r * 2.2)))
+    for label, (x, y) in points.items():
+        cx, cy = x + 0.5, y + 0.5  # continuous centre of the pixel
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=RING_RED, width=width)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        tw, th = right - left, bottom - top
+        pad = max(1, r // 3)
+        box_w, box_h = tw + 2 * pad, th + 2 * pad
+        bx = min(max(0, cx - box_w / 2), out.width - box_w)
+        by = cy - r - 2 - box_h
+        if by < 0:
+            by = cy + r + 2
+        draw.rectangle((bx, by, bx + box_w, by + box_h), fill=LABEL_BG)
+        draw.text((bx + pad - left, by + pad - top), label, fill=LABEL_FG, font=font)
+    return out
+
+
+def compose_side_by_side(
+    images: Sequence[Image.Image], *, separator: int | None = None
+) -> tuple[Image.Image, list[tuple[int, int]]]:
+    """Images left to right with a black separator, shorter ones padded with white at the bottom.
+
+    Returns the canvas and each image's (x0, y0) offset in it.
+    """
+    height = max(im.height for im in images)
+    sep = separator if separator is not None else max(2, round(height / 60))
+    width = sum(im.width for im in images) + sep * (len(images) - 1)
+    canvas = Image.new("RGB", (width, height), PAD)
+    draw = ImageDraw.Draw(canvas)
+    offsets = []
+    x = 0
+    for i, im in enumerate(images):
+        canvas.paste(im.convert("RGB"), (x, 0))
+        offsets.append((x, 0))
+        x += im.width
+        if i < len(images) - 1:
+            draw.rectangle((x, 0, x + sep - 1, height - 1), fill=SEPARATOR)
+            x += sep
+    return canvas, offsets
+
+
+def draw_boxes(
+    image: Image.Image, boxes: Mapping[str, Box], colours: Mapping[str, tuple[int, int, int]]
+) -> Image.Image:
+    """A copy of ``image`` with each box outlined in its colour (x1, y1, x2, y2 in pixel coordinates)."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(min(out.size) / 150))
+    for label, box in boxes.items():
+        draw.rectangle(tuple(box), outline=colours[label], width=width)
+    return out
