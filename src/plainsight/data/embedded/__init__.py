@@ -1,0 +1,28 @@
+"""The embedded benchmark: native-format datasets generated from packaged photos, with exact ground truth.
+
+``build_all`` is what `plainsight fixtures build` runs; each task slice adds its builder to BUILDERS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plainsight.data.embedded.hpatches_twin import build_hpatches_twin
+from plainsight.data.embedded.photos import attribution_markdown
+
+BUILDERS = [build_hpatches_twin]
+
+
+def build_all(out_dir: Path, seed: int = 0) -> dict:
+    """Write every embedded dataset and ATTRIBUTION.md under ``out_dir``; returns a summary per dataset."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    used: dict[str, list[str]] = {}
+    for builder in BUILDERS:
+        result = builder(out_dir, seed=seed)
+        summary[result["dataset"]] = {k: v for k, v in result.items() if k != "photos"}
+        for photo in result["photos"]:
+            used.setdefault(photo, []).append(result["dataset"])
+    (out_dir / "ATTRIBUTION.md").write_text(attribution_markdown(used))
+    return summary
