@@ -34,9 +34,10 @@ class MatchingDifficulty:
     """How items are drawn from a pair; recorded in each item's meta."""
 
     points_per_pair: int = 3
-    min_distance: float = 0.12  # fraction of the target image's diagonal, between any two candidates
+    min_distance: float = 0.05  # fraction of the target image's diagonal, between any two candidates
     margin: float = 0.06  # fraction of the shorter side kept clear of the border
     candidates: int = 40  # strongest corners considered per image
+    nearest: int = 5  # distractors are drawn from this many distinctive points nearest the gold
 
 
 DEFAULT_DIFFICULTY = MatchingDifficulty()
@@ -103,7 +104,11 @@ def pair_points(
         ref, gold = ref_corners[idx], golds[idx]
         if not _far_from(ref, used_refs, min_dist):
             continue
-        pool = [c for c in tgt_corners[rng.permutation(len(tgt_corners))] if _far_from(c, [gold], min_dist)]
+        # Distractors come from the distinctive points nearest the gold (similar surroundings), in random order.
+        far = [c for c in tgt_corners if _far_from(c, [gold], min_dist)]
+        far.sort(key=lambda c: float(np.hypot(*(c - gold))))
+        near = far[: difficulty.nearest]
+        pool = [near[i] for i in rng.permutation(len(near))]
         distractors: list[np.ndarray] = []
         for c in pool:
             if _far_from(c, distractors, min_dist):

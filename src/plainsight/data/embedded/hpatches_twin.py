@@ -73,11 +73,11 @@ def random_homography(rng: np.random.Generator, strength: float) -> np.ndarray:
     w, h = SIZE
     corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
     centre = corners.mean(axis=0)
-    angle = rng.uniform(-1, 1) * 0.25 * strength
-    scale = 1 + rng.uniform(-1, 1) * 0.2 * strength
+    angle = rng.uniform(-1, 1) * 0.9 * strength
+    scale = float(np.exp(rng.uniform(-1, 1) * 0.5 * strength))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
     moved = (corners - centre) @ rot.T + centre
-    moved += rng.uniform(-1, 1, size=(4, 2)) * np.array([w, h]) * 0.08 * strength
+    moved += rng.uniform(-1, 1, size=(4, 2)) * np.array([w, h]) * 0.10 * strength
     moved += rng.uniform(-1, 1, size=2) * np.array([w, h]) * 0.05 * strength
     return homography_from_points(corners, moved)
 
@@ -94,14 +94,19 @@ def _warp(base: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 def _relight(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     x = img / 255.0
-    gamma = float(np.exp(rng.uniform(-1, 1) * 0.5 * strength))
-    gain = 1 + rng.uniform(-1, 1) * 0.45 * strength
+    gamma = float(np.exp(rng.uniform(-1, 1) * 0.9 * strength))
+    gain = float(np.exp(rng.uniform(-1, 1) * 0.6 * strength))
     colour = 1 + rng.uniform(-1, 1, size=3) * 0.15 * strength
-    x = np.clip(x, 0, 1) ** gamma * gain * colour + rng.uniform(-1, 1) * 0.08 * strength
-    x = x * 255 + rng.normal(0, 2.5 * strength, size=x.shape)
+    h, w = x.shape[:2]
+    # Uneven light: a gain ramp across the frame in a random direction.
+    theta = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0:h, 0:w]
+    ramp = ((xs / w - 0.5) * np.cos(theta) + (ys / h - 0.5) * np.sin(theta))[..., None]
+    x = np.clip(x, 0, 1) ** gamma * gain * colour * (1 + 1.2 * strength * ramp) + rng.uniform(-1, 1) * 0.08 * strength
+    x = x * 255 + rng.normal(0, 8.0 * strength, size=x.shape)
     out = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    if strength > 0.6:
-        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(0.6 * strength)))
+    if strength > 0.5:
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(1.2 * strength)))
     return out
 
 
