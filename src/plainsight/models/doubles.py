@@ -1,0 +1,87 @@
+"""Model doubles with known behaviour, to prove that gates, statistics and diagnostics compute the right thing.
+
+Selectable in a models.toml as ``source = "double:<kind>"``. Each counts one forward per item.
+- ``oracle``: answers the gold letter when it can see images; with all-white images (the blind
+  control) it falls back to "A" — a model that truly uses the image.
+- ``constant-a`` (``constant-b`` …): always that letter.
+- ``image-blind``: ignores the images; a fixed pseudo-random letter per item, identical blind or not.
+- ``tying``: equal scores for every letter (an argmax tie on every item).
+- ``nan``: NaN scores.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from plainsight.errors import ConfigError
+from plainsight.models.vlms import LetterScores, VLMRequest
+
+HIGH, LOW = math.log(0.97), math.log(0.01)
+
+
+def _is_blank(request: VLMRequest) -> bool:
+    # Blind images are white; a side-by-side composite keeps its thin black separator.
+    return all(np.mean(np.asarray(im.convert("L")) == 255) > 0.9 for im in request.images)
+
+
+class _Double:
+    def __init__(self, name: str):
+        self.name = name
+        self.forward_count = 0
+
+    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
+        self.forward_count += len(requests)
+        return [LetterScores(self.scores(r)) for r in requests]
+
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        raise NotImplementedError
+
+    @staticmethod
+    def prefer(letters: tuple[str, ...], best: str) -> dict[str, float]:
+        return {letter: HIGH if letter == best else LOW for letter in letters}
+
+
+class OracleVLM(_Double):
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        if request.item is None:
+            raise ValueError("the oracle double needs the item")
+        best = request.letters[0] if _is_blank(request) else request.item.gold
+        return self.prefer(request.letters, best)
+
+
+class ConstantVLM(_Double):
+    def __init__(self, name: str, letter: str = "A"):
+        super().__init__(name)
+        self.letter = letter
+
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        return self.prefer(request.letters, self.letter)
+
+
+class ImageBlindVLM(_Double):
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        key = f"{request.prompt}|{request.item.id if request.item else ''}"
+        return self.prefer(request.letters, request.letters[zlib.crc32(key.encode()) % len(request.letters)])
+
+
+class TyingVLM(_Double):
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        return {letter: -1.0 for letter in request.letters}
+
+
+class NaNVLM(_Double):
+    def scores(self, request: VLMRequest) -> dict[str, float]:
+        return {letter: float("nan") for letter in request.letters}
+
+
+def make_double(kind: str, name: str) -> _Double:
+    """A double by kind: oracle, constant-<letter>, image-blind, tying, nan."""
+    simple = {"oracle": OracleVLM, "image-blind": ImageBlindVLM, "tying": TyingVLM, "nan": NaNVLM}
+    if kind in simple:
+        return simple[kind](name)
+    if kind.startswith("constant-") and len(kind) == len("constant-") + 1:
+        return ConstantVLM(name, kind[-1].upper())
+    raise ConfigError(f"unknown double {kind!r}; kinds: oracle, constant-<letter>, image-blind, tying, nan")

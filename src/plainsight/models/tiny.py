@@ -1,0 +1,125 @@
+"""Tiny random-weight models written as real checkpoint folders (for the default matrix and tests).
+
+They load through exactly the code path real checkpoints use
+(``AutoProcessor`` / ``AutoModelForImageTextToText`` / ``AutoModel`` ``from_pretrained``)
+and are deterministic: the same seed writes the same weights and tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'].upper() + ': ' }}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>\n' }}{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] + ' ' }}{% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+CORPUS = [
+    "USER: Which point corresponds to the reference? A B C D ASSISTANT: A",
+    "Select from the following options. (A) Point A (B) Point B (C) Point C (D) Point D",
+    "Which object is closer to the camera taking this photo, the red box or the blue box? left right",
+]
+
+
+def build_bpe_tokenizer(special_tokens: list[str], vocab_size: int = 400, **extra: Any):
+    """A byte-level BPE tokenizer trained offline on a fixed corpus (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **extra)
+
+
+def build_tiny_llava(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A LLaVA (CLIP vision + Llama text) of ~70k parameters that resizes images to image_size² (no crop)."""
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    out_dir = Path(out_dir)
+    tok = build_bpe_tokenizer(
+        ["<pad>", "<s>", "</s>", "<image>"], pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+    patch = 8
+    image_processor = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size}, do_center_crop=False,
+        crop_size={"height": image_size, "width": image_size},
+    )  # fmt: skip
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
+    )  # fmt: skip
+    config = LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=image_size, patch_size=patch, projection_dim=32),
+        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+        vision_feature_select_strategy="default", projector_hidden_act="gelu",
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_dinov2(out_dir: Path, *, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
+    """A Dinov2Model of ~30k parameters with a BitImageProcessor (short side to image_size, centre crop)."""
+    from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
+
+    out_dir = Path(out_dir)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=image_size, patch_size=patch_size)  # fmt: skip
+    torch.manual_seed(seed)
+    Dinov2Model(config).eval().save_pretrained(out_dir)
+    BitImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(out_dir)  # fmt: skip
+    return out_dir
+
+
+TEXT_SHRINK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16)  # fmt: skip
+
+
+def shrink_vlm_config(folder: Path):
+    """The real config of an hf-configs folder with dimensions shrunk (vocab, token ids and image geometry kept)."""
+    from transformers import AutoConfig
+
+    raw = json.loads((Path(folder) / "config.json").read_text())
+    raw.pop("quantization_config", None)
+    config = AutoConfig.for_model(**raw)
+    text = config.text_config
+    for key, value in TEXT_SHRINK.items():
+        setattr(text, key, value)
+    vision = config.vision_config
+    model_type = config.model_type
+    if model_type == "qwen2_vl":
+        for key, value in dict(embed_dim=32, depth=2, num_heads=4, hidden_size=64).items():
+            setattr(vision, key, value)
+    elif model_type == "qwen2_5_vl":
+        for key, value in dict(hidden_size=32, intermediate_size=64, depth=2, num_heads=4, out_hidden_size=64,
+                               fullatt_block_indexes=[1]).items():  # fmt: skip
+            setattr(vision, key, value)
+    else:
+        for key, value in dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4).items():
+            setattr(vision, key, value)
+    if model_type.startswith("qwen2"):
+        rope = dict(getattr(text, "rope_parameters", None) or {})
+        rope["mrope_section"] = [2, 3, 3]
+        text.rope_parameters = rope
+    return config

@@ -1,0 +1,206 @@
+"""VLMs answering multiple-choice items by letter log-probability.
+
+The score of a letter is the log-probability (full-vocabulary log-softmax) of the
+token the model would emit first when its answer is that letter, read at the
+answer position of ONE forward per item. Which token that is comes from the
+model's own chat template and tokenizer: render the conversation with and without
+an assistant turn "A", and take the tokens the answer adds (Llama emits "▁A" after
+"ASSISTANT:", Qwen "A" after "assistant\\n", SmolVLM "ĠA" after "Assistant:").
+If every letter's answer starts with the same tokens, those are teacher-forced
+and the first token that differs is scored — still one forward.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+from plainsight.errors import ModelUnavailable
+from plainsight.items import Item
+from plainsight.models.registry import ModelEntry
+
+# Families whose processors take one list of images per sample rather than a flat list.
+NESTED_IMAGE_FAMILIES = ("idefics3", "smolvlm", "idefics2", "mllama")
+
+
+@dataclass
+class VLMRequest:
+    images: list[Image.Image]  # as shown: rendered, and composed when the image mode is side_by_side
+    prompt: str  # the task's multiple-choice text (the user turn)
+    letters: tuple[str, ...]
+    item: Item | None = None  # only test doubles may read it
+
+
+@dataclass
+class LetterScores:
+    logprobs: dict[str, float]
+    token_ids: dict[str, int] = field(default_factory=dict)
+
+
+class VLM(Protocol):
+    name: str
+    forward_count: int
+
+    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]: ...
+
+
+@dataclass(frozen=True)
+class LetterTokens:
+    forced: tuple[int, ...]  # tokens every letter's answer starts with (teacher-forced)
+    ids: dict[str, int]  # the first token that differs, per letter
+
+
+class HFVLM:
+    """Any transformers ``AutoModelForImageTextToText`` checkpoint with an ``AutoProcessor`` and chat template."""
+
+    def __init__(self, name: str, model: Any, processor: Any, *, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, batch_size: int = 8):  # fmt: skip
+        self.name = name
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.forward_count = 0
+        self.family = getattr(model.config, "model_type", "")
+        self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
+        self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @classmethod
+    def from_pretrained(cls, name: str, path_or_id: str, *, revision: str | None = None, device: str = "cpu",
+                        dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+                        local_files_only: bool = True, batch_size: int = 8) -> "HFVLM":  # fmt: skip
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        kwargs = dict(revision=revision, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+        processor = AutoProcessor.from_pretrained(path_or_id, **kwargs)
+        model = AutoModelForImageTextToText.from_pretrained(path_or_id, dtype=dtype, **kwargs)
+        return cls(name, model, processor, device=device, dtype=dtype, batch_size=batch_size)
+
+    # -- prompts -------------------------------------------------------------
+    @staticmethod
+    def _user_turn(n_images: int, text: str) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        return [{"role": "user", "content": content}]
+
+    def build_prompt(self, n_images: int, text: str) -> str:
+        """The chat-template text of the user turn (images first, then the text) and the assistant prefix."""
+        return self.processor.apply_chat_template(self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False)
+
+    def _answer_tokens(self, letter: str) -> list[int]:
+        messages = self._user_turn(1, "Question?")
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        answered = messages + [{"role": "assistant", "content": [{"type": "text", "text": letter}]}]
+        full = self.processor.apply_chat_template(answered, add_generation_prompt=False, tokenize=False)
+        if not full.startswith(prompt):
+            raise RuntimeError(
+                f"{self.name}: the chat template's generation prompt is not a prefix of an answered conversation "
+                f"({prompt[-40:]!r} vs {full[len(prompt) - 40 : len(prompt) + 20]!r}); letter scoring needs it"
+            )
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
+        if full_ids[: len(prompt_ids)] != prompt_ids:
+            raise RuntimeError(f"{self.name}: tokenizing the answer changes the prompt's tokens; cannot locate the answer")
+        answer = full_ids[len(prompt_ids) :]
+        if not answer:
+            raise RuntimeError(f"{self.name}: the answer {letter!r} adds no tokens")
+        return answer
+
+    def letter_tokens(self, letters: tuple[str, ...]) -> LetterTokens:
+        """The teacher-forced common prefix and the scored token per letter (cached)."""
+        if letters not in self._letter_cache:
+            answers = {letter: self._answer_tokens(letter) for letter in letters}
+            forced: list[int] = []
+            position = 0
+            while all(len(a) > position for a in answers.values()) and len({a[position] for a in answers.values()}) == 1:
+                forced.append(next(iter(answers.values()))[position])
+                position += 1
+            if any(len(a) <= position for a in answers.values()):
+                raise RuntimeError(f"{self.name}: letters {letters} are not told apart by their answer tokens {answers}")
+            ids = {letter: a[position] for letter, a in answers.items()}
+            if len(set(ids.values())) != len(ids):
+                raise RuntimeError(f"{self.name}: two letters map to the same token: {ids}")
+            self._letter_cache[letters] = LetterTokens(tuple(forced), ids)
+        return self._letter_cache[letters]
+
+    def letter_token_ids(self, letters: tuple[str, ...]) -> dict[str, int]:
+        return dict(self.letter_tokens(tuple(letters)).ids)
+
+    # -- scoring -------------------------------------------------------------
+    def _images_arg(self, requests: list[VLMRequest]) -> list[Any]:
+        if any(tag in self.family for tag in NESTED_IMAGE_FAMILIES):
+            return [list(r.images) for r in requests]
+        return [im for r in requests for im in r.images]
+
+    def _inputs(self, requests: list[VLMRequest], forced: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        texts = [self.build_prompt(len(r.images), r.prompt) for r in requests]
+        previous = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # the answer position is the last one in every row
+        try:
+            batch = self.processor(images=self._images_arg(requests), text=texts, padding=True, return_tensors="pt")
+        finally:
+            self.tokenizer.padding_side = previous
+        inputs = dict(batch)
+        if forced:
+            extra = torch.tensor([list(forced)] * len(requests), dtype=inputs["input_ids"].dtype)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
+            for key in ("mm_token_type_ids", "token_type_ids"):
+                if key in inputs:
+                    inputs[key] = torch.cat([inputs[key], torch.zeros_like(extra)], dim=1)
+        return {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
+
+    @torch.inference_mode()
+    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
+        out: list[LetterScores] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            letters = chunk[0].letters
+            if any(r.letters != letters for r in chunk):
+                raise ValueError("a batch must share its answer letters")
+            tokens = self.letter_tokens(letters)
+            inputs = self._inputs(chunk, tokens.forced)
+            kwargs = {"logits_to_keep": 1} if self._accepts_logits_to_keep else {}
+            logits = self.model(**inputs, **kwargs).logits[:, -1, :]
+            self.forward_count += len(chunk)
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            ids = [tokens.ids[letter] for letter in letters]
+            for row in logprobs:
+                values = row[ids].tolist()
+                out.append(LetterScores(dict(zip(letters, values)), dict(tokens.ids)))
+        return out
+
+
+def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> VLM:
+    """The VLM an entry names: ``double:<kind>`` test doubles, a local folder, or an HF id in the local cache."""
+    from plainsight.models.encoders import torch_dtype
+
+    source = entry.resolved_source()
+    if source.startswith("double:"):
+        from plainsight.models.doubles import make_double
+
+        return make_double(source.removeprefix("double:"), entry.name)
+    if entry.is_local_path and not Path(source).is_dir():
+        raise ModelUnavailable(f"{source}: model folder not found ([models.{entry.name}] source)")
+    try:
+        return HFVLM.from_pretrained(
+            entry.name, source, revision=entry.revision, device=device, dtype=torch_dtype(dtype),
+            trust_remote_code=entry.trust_remote_code, batch_size=entry.batch_size,
+        )  # fmt: skip
+    except OSError as exc:
+        if entry.is_local_path:
+            raise
+        raise ModelUnavailable(
+            f"{source} is not in the local Hugging Face cache (the suite never downloads): run "
+            f"`huggingface-cli download {source}` where the hub is reachable, or point [models.{entry.name}] "
+            f"source at a local folder ({exc.__class__.__name__})"
+        ) from None
