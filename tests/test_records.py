@@ -29,7 +29,7 @@ def test_accuracy_ci_distributions_and_tv():
 
 def test_abstentions_count_wrong_and_invalid_items_are_excluded():
     golds = list("ABCD")
-    preds = [None, "B", None, "D"]
+    preds = [None, "B", None, None]
     reasons = ["tie", None, "invalid", "nan"]
     rec = summarize(run("vlm", preds, golds, reasons), choices=CHOICES, n_items=4)
     assert rec["n"] == 3 and rec["invalid"] == 1 and rec["ties"] == 1 and rec["nan"] == 1

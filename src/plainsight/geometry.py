@@ -96,7 +96,7 @@ def _resize_size(spec: PreprocessSpec, size: Size) -> Size:
         return int(ew), int(eh)
     if spec.resize == "shortest_edge":
         short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = int(spec.size), int(int(spec.size) * long / short)  # type: ignore[arg-type]
+        new_short, new_long = int(spec.size), max(1, int(int(spec.size) * long / short))  # type: ignore[arg-type]
         return (new_short, new_long) if w <= h else (new_long, new_short)
     if spec.resize == "longest_edge":
         target = int(spec.size)  # type: ignore[arg-type]
@@ -111,7 +111,7 @@ def _resize_size(spec: PreprocessSpec, size: Size) -> Size:
         new_long = int(short_target * long / short)
         if new_long > long_target:
             new_long = long_target
-            new_short = int(long_target * short / long)
+            new_short = max(1, int(long_target * short / long))
         return (new_short, new_long) if w <= h else (new_long, new_short)
     raise ValueError(f"unknown resize mode {spec.resize!r}")
 

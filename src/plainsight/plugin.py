@@ -209,8 +209,9 @@ def _case_of(item: pytest.Item) -> Case | None:
     if callspec is None:
         return None
     for name in ("vision_case", "vlm_case"):
-        if name in callspec.params:
-            return callspec.params[name]
+        value = callspec.params.get(name)
+        if isinstance(value, Case):  # an empty matrix parametrizes with a NOTSET placeholder
+            return value
     return None
 
 

@@ -115,12 +115,12 @@ def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
                 r["role"],
                 str(r["n"]),
                 _pct(r["accuracy"]),
-                f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]",
+                "–" if r["ci95"][0] is None else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]",
                 _pct(r["chance_floor"]),
                 _pct(r["tv_to_gold"]),
                 _pct(r.get("tv_to_blind")),
-                str(r["ties"]),
-                str(r["invalid"]),
+                str(r.get("ties", 0)),
+                str(r.get("invalid", 0)),
                 r.get("verdict", ""),
             ]
         )
