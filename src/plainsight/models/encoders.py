@@ -157,7 +157,9 @@ class TimmEncoder:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.feature_layer = feature_layer
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
-        config = timm.data.resolve_data_config({}, model=model)
+        # The model's own input size wins over its pretrained_cfg (they differ when img_size is overridden).
+        overrides = {"input_size": (3, *model.patch_embed.img_size)} if hasattr(model, "patch_embed") else {}
+        config = timm.data.resolve_data_config(overrides, model=model)
         self.transform = timm.data.create_transform(**config, is_training=False)
         self.spec = geometry.spec_from_timm(config)
         self.num_prefix = int(getattr(model, "num_prefix_tokens", 1))
@@ -192,7 +194,8 @@ class TimmEncoder:
                 tokens = self.model.forward_features(x)
                 pooled = self.model.forward_head(tokens, pre_logits=True).float().cpu()
                 grids = tokens[:, self.num_prefix :]
-                gh, gw = self.model.patch_embed.dynamic_feat_size(x.shape[-2:]) if hasattr(self.model.patch_embed, "dynamic_feat_size") else self.model.patch_embed.grid_size
+                ph, pw = self.model.patch_embed.patch_size
+                gh, gw = x.shape[-2] // ph, x.shape[-1] // pw
                 grids = grids.float().reshape(len(batch), gh, gw, -1).permute(0, 3, 1, 2).cpu()
             else:
                 n_blocks = len(self.model.blocks)

@@ -1,0 +1,79 @@
+"""The letter token scored is the one the model emits when its answer is that letter (real tokenizers/templates)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import hf_config_dir
+from PIL import Image
+
+from plainsight.models.tiny import shrink_vlm_config
+from plainsight.models.vlms import HFVLM, VLMRequest
+
+LETTERS = ("A", "B", "C", "D")
+
+
+def real_config_vlm(folder_name: str) -> HFVLM:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = hf_config_dir(folder_name)
+    processor = AutoProcessor.from_pretrained(folder)
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(shrink_vlm_config(folder))
+    return HFVLM(folder_name, model, processor)
+
+
+def answered_conversation_tokens(vlm: HFVLM, letter: str) -> tuple[list[int], list[int]]:
+    """Independent check: tokenize the whole conversation with the assistant's answer, and without it."""
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which point?"}]}]
+    answered = user + [{"role": "assistant", "content": [{"type": "text", "text": letter}]}]
+    tok = vlm.processor.tokenizer
+    with_answer = tok(vlm.processor.apply_chat_template(answered, tokenize=False))["input_ids"]
+    prompt = tok(vlm.processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False))["input_ids"]
+    return prompt, with_answer
+
+
+def test_llava_scores_the_token_after_assistant_colon():
+    vlm = real_config_vlm("llava-hf__llava-1.5-7b-hf")
+    tok = vlm.processor.tokenizer
+    ids = vlm.letter_token_ids(LETTERS)
+    for letter in LETTERS:
+        prompt, full = answered_conversation_tokens(vlm, letter)
+        assert full[: len(prompt)] == prompt
+        assert ids[letter] == full[len(prompt)], (letter, full[len(prompt) :])
+    assert ids["A"] == 319 and ids["A"] == tok("A", add_special_tokens=False)["input_ids"][0]
+    # the trap: " A" on its own is two tokens, a bare "▁" then "▁A"; scoring either naive choice is wrong
+    assert tok(" A", add_special_tokens=False)["input_ids"] == [29871, 319]
+    assert len(set(ids.values())) == 4
+    assert vlm.letter_tokens(LETTERS).forced == ()
+
+
+def test_llava_logits_are_wider_than_the_tokenizer_and_one_forward_per_item():
+    vlm = real_config_vlm("llava-hf__llava-1.5-7b-hf")
+    assert vlm.model.config.text_config.vocab_size > len(vlm.processor.tokenizer)
+    requests = [VLMRequest([Image.new("RGB", (64, 48), (i * 60, 20, 20))], "Which point?", LETTERS) for i in range(2)]
+    scores = vlm.score_letters(requests)
+    assert vlm.forward_count == 2
+    for s in scores:
+        assert set(s.logprobs) == set(LETTERS) and all(v < 0 for v in s.logprobs.values())
+
+
+@pytest.mark.parametrize(
+    "folder, expected_a", [("Qwen__Qwen2-VL-2B-Instruct", 32), ("HuggingFaceTB__SmolVLM-256M-Instruct", 330)]
+)
+def test_other_families_score_their_own_answer_token(folder: str, expected_a: int):
+    vlm = real_config_vlm(folder)
+    ids = vlm.letter_token_ids(LETTERS)
+    for letter in LETTERS:
+        prompt, full = answered_conversation_tokens(vlm, letter)
+        assert ids[letter] == full[len(prompt)]
+    assert ids["A"] == expected_a
+    scores = vlm.score_letters([VLMRequest([Image.new("RGB", (64, 48), (200, 30, 30))], "Which point?", LETTERS)])
+    assert vlm.forward_count == 1 and len(scores[0].logprobs) == 4
+
+
+def test_hf_configs_have_the_documented_token_ids():
+    data = json.loads((hf_config_dir("Qwen__Qwen2-VL-2B-Instruct") / "vocab.json").read_text())
+    assert data["A"] == 32 and data["ĠA"] == 362
