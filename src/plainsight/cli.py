@@ -107,8 +107,14 @@ def _contact_sheet(images: list[Image.Image], gap: int = 8) -> Image.Image:
 
 def cmd_fixtures_build(args: argparse.Namespace) -> int:
     from plainsight.data.embedded import build_all
+    from plainsight.models.tiny import build_tiny_dinov2, build_tiny_llava
 
     summary = build_all(args.out, seed=args.seed)
+    if args.models_out is not None:
+        summary["models"] = [
+            str(build_tiny_llava(args.models_out / "tiny-llava", seed=args.seed)),
+            str(build_tiny_dinov2(args.models_out / "tiny-dinov2", seed=args.seed)),
+        ]
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -134,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = p.add_subparsers(dest="fixtures_command", required=True)
     b = fsub.add_parser("build", help="(re)generate the embedded benchmark deterministically")
     b.add_argument("--out", type=Path, default=Path("fixtures/data"))
+    b.add_argument("--models-out", type=Path, default=Path("fixtures/models"),
+                   help="where the tiny default-matrix models go (same seed -> identical files)")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_fixtures_build)
     return parser

@@ -1,0 +1,96 @@
+"""Low-level matching items: gold is exactly H·REF, distractors respect the difficulty, letters balanced."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from plainsight.data.embedded.hpatches_twin import random_homography
+from plainsight.data.hpatches import FOLDER, load_pairs
+from plainsight.geometry import apply_homography
+from plainsight.tasks import LoadRequest, get_task
+from plainsight.tasks.low_level_matching import DEFAULT_DIFFICULTY, build_items
+
+
+def textured(seed: int, size=(160, 120)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize(size, Image.Resampling.NEAREST))
+
+
+def make_data(root: Path, seed: int, strength: float) -> list:
+    seq = root / FOLDER / "v_synth"
+    seq.mkdir(parents=True, exist_ok=True)
+    img = textured(seed)
+    Image.fromarray(img).save(seq / "1.ppm")
+    rng = np.random.default_rng(seed)
+    for k in range(2, 7):
+        Image.fromarray(textured(seed + k)).save(seq / f"{k}.ppm")  # content is irrelevant to the geometry checks
+        H = random_homography(rng, strength)
+        (seq / f"H_1_{k}").write_text("\n".join(" ".join(f"{v:.12e}" for v in r) for r in H))
+    return load_pairs(root)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), strength=st.floats(0.1, 1.0), item_seed=st.integers(0, 5))
+def test_gold_is_the_homography_image_of_ref_and_distractors_keep_their_distance(tmp_path_factory, seed, strength, item_seed):
+    root = tmp_path_factory.mktemp("hp")
+    pairs = make_data(root, seed, strength)
+    items = build_items(pairs, seed=item_seed)
+    by_key = {(p.sequence, p.k): p for p in pairs}
+    for item in items:
+        pair = by_key[(item.meta["sequence"], item.meta["k"])]
+        ref = np.array(item.images[0].points["REF"])
+        target = item.images[1].points
+        gold = apply_homography(pair.H, ref[None])[0]
+        assert np.allclose(target[item.gold], gold, atol=0.011)
+        w, h = item.images[1].size
+        min_dist = DEFAULT_DIFFICULTY.min_distance * np.hypot(w, h)
+        pts = [np.array(target[letter]) for letter in item.choices]
+        for i, p in enumerate(pts):
+            assert 0 <= p[0] < w and 0 <= p[1] < h
+            for q in pts[i + 1 :]:
+                assert np.hypot(*(p - q)) >= min_dist - 0.02
+
+
+def test_embedded_items_letters_balanced_and_deterministic(embedded_data: Path):
+    task = get_task("low_level_matching")
+    items = task.load_items(LoadRequest(embedded_data, seed=0))
+    assert len(items) >= 100
+    counts = Counter(it.gold for it in items)
+    assert max(counts.values()) - min(counts.values()) <= 1
+    again = task.load_items(LoadRequest(embedded_data, seed=0))
+    assert [it.to_json() for it in items] == [it.to_json() for it in again]
+    other = task.load_items(LoadRequest(embedded_data, seed=1))
+    assert [it.gold for it in other] != [it.gold for it in items]
+    assert [it.id for it in task.load_items(LoadRequest(embedded_data, seed=0, limit=7))] == [it.id for it in items[:7]]
+
+
+def test_render_draws_markers_only_when_the_source_has_none(embedded_data: Path):
+    task = get_task("low_level_matching")
+    item = task.load_items(LoadRequest(embedded_data, limit=1))[0]
+    clean = item.load_images()
+    drawn = task.render(item, clean)
+    assert np.any(np.asarray(drawn[1]) != np.asarray(clean[1]))
+    from dataclasses import replace
+
+    kept = task.render(replace(item, markers_drawn=True), clean)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(kept, clean))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pixels_baseline_beats_chance_on_the_embedded_twin(embedded_data: Path, seed: int):
+    from plainsight.models.encoders import PixelsEncoder
+    from plainsight.readouts import correspondence_readout
+    from plainsight.scoring import choose, wilson_interval
+
+    items = get_task("low_level_matching").load_items(LoadRequest(embedded_data, seed=seed))
+    enc = PixelsEncoder()
+    correct = sum(choose(correspondence_readout(enc, it).scores, it.choices).letter == it.gold for it in items)
+    assert wilson_interval(correct, len(items))[0] > 0.25
