@@ -1,0 +1,47 @@
+"""The per-worker runner: one load per model, memoised runs, invalid items, outcomes streamed as they finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plainsight.models.registry import ModelEntry
+from plainsight.runner import Runner, RunOptions
+
+
+def entries(tmp_path: Path) -> dict[str, ModelEntry]:
+    return {
+        "pixels": ModelEntry("pixels", "encoder", "pixels", base_dir=tmp_path),
+        "oracle": ModelEntry("oracle", "vlm", "double:oracle", pairs_with="pixels", base_dir=tmp_path),
+        "constant-a": ModelEntry("constant-a", "vlm", "double:constant-a", base_dir=tmp_path),
+    }
+
+
+def test_each_model_loads_once_and_runs_are_memoised(tmp_path: Path, embedded_data: Path):
+    seen = []
+    runner = Runner(RunOptions(data_root=embedded_data, limit=12), entries(tmp_path), sink=lambda *a: seen.append(a[:3]))
+    vision = runner.run("low_level_matching", "pixels", "vision")
+    vlm = runner.run("low_level_matching", "oracle", "vlm")
+    blind = runner.run("low_level_matching", "oracle", "blind")
+    assert runner.run("low_level_matching", "pixels", "vision") is vision  # memoised: no reload
+    runner.run("low_level_matching", "constant-a", "vlm")
+    assert runner.loads == ["pixels", "oracle", "constant-a"]
+    assert [o.item_id for o in vlm.outcomes] == [o.item_id for o in vision.outcomes]
+    assert all(o.correct for o in vlm.outcomes) and not all(o.correct for o in blind.outcomes)
+    assert len(seen) == 12 * 4  # every outcome streamed once
+
+
+def test_side_by_side_view_with_a_centre_crop_marks_items_invalid(tmp_path: Path, embedded_data: Path):
+    from plainsight.geometry import PreprocessSpec
+    from plainsight.runner import vlm_view
+    from plainsight.tasks import LoadRequest, get_task
+
+    task = get_task("low_level_matching")
+    item = task.load_items(LoadRequest(embedded_data, limit=1))[0]
+    crop = PreprocessSpec("shortest_edge", 64, crop=(64, 64), source="test crop")
+    shown, invalid = vlm_view(task.render, item, "side_by_side", crop)
+    assert len(shown) == 1 and invalid is not None and "cropped away" in invalid and "test crop" in invalid
+    shown, invalid = vlm_view(task.render, item, "separate", PreprocessSpec("exact", (32, 32)))
+    assert len(shown) == 2 and invalid is None
+    blind, _ = vlm_view(task.render, item, "separate", None, blind=True)
+    assert [im.size for im in blind] == [tuple(im.size) for im in item.images]
+    assert all(im.getextrema() == ((255, 255),) * 3 for im in blind)
