@@ -20,7 +20,7 @@ from PIL import Image
 from plainsight import geometry
 from plainsight.errors import ModelUnavailable
 from plainsight.geometry import PointTransform, PreprocessSpec
-from plainsight.models.registry import ModelEntry
+from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -252,8 +252,9 @@ def load_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.d
         return PixelsEncoder(entry.name, **entry.options)
     if source.startswith("timm:"):
         return TimmEncoder.from_entry(entry, device=device, dtype=torch_dtype(dtype))
-    if entry.is_local_path and not Path(source).is_dir():
-        raise ModelUnavailable(f"{source}: model folder not found ([models.{entry.name}] source)")
+    missing = missing_local_folder(entry)
+    if missing is not None:
+        raise missing
     try:
         return HFEncoder.from_pretrained(
             entry.name, source, revision=entry.revision, feature_layer=entry.feature_layer, device=device,
@@ -262,8 +263,4 @@ def load_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.d
     except OSError as exc:
         if entry.is_local_path:
             raise
-        raise ModelUnavailable(
-            f"{source} is not in the local Hugging Face cache (the suite never downloads): run "
-            f"`huggingface-cli download {source}` where the hub is reachable, or point [models.{entry.name}] "
-            f"source at a local folder ({exc.__class__.__name__})"
-        ) from None
+        raise not_in_hf_cache(entry, exc) from None

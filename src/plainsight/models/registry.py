@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from plainsight.errors import ConfigError
+from plainsight.errors import ConfigError, ModelUnavailable
 
 KINDS = ("encoder", "vlm")
 IMAGE_MODES = ("separate", "side_by_side")
@@ -67,6 +67,23 @@ class ModelEntry:
             "feature_layer": self.feature_layer,
             "options": self.options,
         }
+
+
+def missing_local_folder(entry: ModelEntry) -> ModelUnavailable | None:
+    """The error for an entry whose source is a local folder that is not there (None when it is fine)."""
+    source = entry.resolved_source()
+    if entry.is_local_path and not Path(source).is_dir():
+        return ModelUnavailable(f"{source}: model folder not found ([models.{entry.name}] source)")
+    return None
+
+
+def not_in_hf_cache(entry: ModelEntry, exc: Exception) -> ModelUnavailable:
+    """The error for an HF id that the local cache lacks: the suite never downloads, so say how to get it."""
+    return ModelUnavailable(
+        f"{entry.source} is not in the local Hugging Face cache (the suite never downloads): run "
+        f"`huggingface-cli download {entry.source}` where the hub is reachable, or point [models.{entry.name}] "
+        f"source at a local folder ({exc.__class__.__name__})"
+    )
 
 
 _FIELD_NAMES = {f.name for f in fields(ModelEntry)} - {"name", "base_dir"}

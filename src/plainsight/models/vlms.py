@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from PIL import Image
 
-from plainsight.errors import ModelUnavailable
 from plainsight.items import Item
-from plainsight.models.registry import ModelEntry
+from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
 # Families whose processors take one list of images per sample rather than a flat list.
 NESTED_IMAGE_FAMILIES = ("idefics3", "smolvlm", "idefics2", "mllama")
@@ -189,8 +187,9 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
         from plainsight.models.doubles import make_double
 
         return make_double(source.removeprefix("double:"), entry.name)
-    if entry.is_local_path and not Path(source).is_dir():
-        raise ModelUnavailable(f"{source}: model folder not found ([models.{entry.name}] source)")
+    missing = missing_local_folder(entry)
+    if missing is not None:
+        raise missing
     try:
         return HFVLM.from_pretrained(
             entry.name, source, revision=entry.revision, device=device, dtype=torch_dtype(dtype),
@@ -199,8 +198,4 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
     except OSError as exc:
         if entry.is_local_path:
             raise
-        raise ModelUnavailable(
-            f"{source} is not in the local Hugging Face cache (the suite never downloads): run "
-            f"`huggingface-cli download {source}` where the hub is reachable, or point [models.{entry.name}] "
-            f"source at a local folder ({exc.__class__.__name__})"
-        ) from None
+        raise not_in_hf_cache(entry, exc) from None
