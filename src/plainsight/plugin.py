@@ -63,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
     group.addoption("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default auto: bf16 on cuda, fp32 on cpu)")
     group.addoption("--seed", type=int, default=0, help="seed for item sampling and letter balancing (default 0)")
+    group.addoption("--baseline", default=None, help="fail pairs that are significantly worse than the run stored in DIR")
+    group.addoption("--update-baseline", default=None, help="store this run's results.json and items.jsonl in DIR")
 
 
 class PluginState:
@@ -94,6 +96,9 @@ class PluginState:
         self._thresholds: Thresholds | None = None
         self._runner: Runner | None = None
         self._item_log: report_mod.ItemLog | None = None
+        self.baseline_dir = Path(opt("--baseline")) if opt("--baseline") else None
+        self.update_baseline_dir = Path(opt("--update-baseline")) if opt("--update-baseline") else None
+        self._baseline: Any = None
 
     # Config files are read lazily: `pytest tests/` never needs them.
     @property
@@ -115,9 +120,18 @@ class PluginState:
         return self._thresholds
 
     @property
+    def baseline(self) -> Any:
+        """The stored baseline (``--baseline``), loaded on first use; None without the option."""
+        if self.baseline_dir is not None and self._baseline is None:
+            from plainsight.baseline import Baseline
+
+            self._baseline = Baseline.load(self.baseline_dir)
+        return self._baseline
+
+    @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome)
+            self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome, worker=self.worker)
         return self._runner
 
     def _log_outcome(self, task: str, model: str, role: str, outcome: Outcome) -> None:
@@ -134,6 +148,8 @@ class PluginState:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "plainsight_family(name): eval module for the tasks of a task family")
+    # pytest-xdist registers this too; declared here so runs with `-p no:xdist` stay warning-free.
+    config.addinivalue_line("markers", "xdist_group(name): keep tests of one model on one xdist worker")
     state = PluginState(config)
     config.stash[STATE_KEY] = state
     if not state.is_worker:
@@ -191,8 +207,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run each model's tests together (vision before its VLM), so each model is loaded once."""
+    """Run each model's tests together (vision before its VLM), so each model is loaded once.
+
+    An eval test whose role has no model in the matrix (e.g. ``--models`` picked only VLMs) is deselected.
+    """
     state: PluginState = config.stash[STATE_KEY]
+    empty = [it for it in items if _is_empty_case(it)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [it for it in items if not _is_empty_case(it)]
 
     def key(item: pytest.Item) -> tuple:
         case = _case_of(item)
@@ -202,6 +225,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (1, xdist_group_for(entry, state.all_entries), 0 if case.role == ROLE_VISION else 1, case.model, case.task)
 
     items.sort(key=key)
+
+
+def _is_empty_case(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        name in callspec.params and not isinstance(callspec.params[name], Case) for name in ("vision_case", "vlm_case")
+    )
 
 
 def _case_of(item: pytest.Item) -> Case | None:
@@ -269,6 +299,8 @@ class Harness:
         entry = self.state.all_entries[record["model"]]
         gates = self.state.thresholds.for_case(record["task"], record["model"], record["role"])
         verdict = judge(record, gates, smoke=entry.smoke)
+        if self.state.baseline_dir is not None:
+            self._compare_with_baseline(record, verdict)
         record["verdict"] = verdict.status
         record["reason"] = verdict.reason
         record["checks"] = verdict.checks
@@ -276,6 +308,34 @@ class Harness:
             pytest.fail(verdict.reason, pytrace=False)
         if verdict.status == "xfail":
             pytest.xfail(verdict.reason)
+        if verdict.status == "not_comparable":
+            pytest.skip(f"not comparable with the baseline: {verdict.reason}")
+
+    def _compare_with_baseline(self, record: dict[str, Any], verdict: Any) -> None:
+        """The regression gate: a significant drop against the stored run fails; a changed prompt/item set is not comparable."""
+        from plainsight import prompts
+        from plainsight.tasks import get_task
+
+        state = self.state
+        try:
+            baseline = state.baseline
+        except ConfigError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        run = state.runner.run(record["task"], record["model"], record["role"])
+        outcomes = {o.item_id: o.correct for o in run.outcomes if o.valid}
+        prompt = prompts.get(get_task(record["task"]).prompt_id)
+        result = baseline.compare(
+            record, outcomes, prompt_fingerprint=prompt.fingerprint,
+            alpha=state.thresholds.baseline_alpha, tolerance=state.thresholds.baseline_tolerance,
+        )  # fmt: skip
+        record["baseline"] = {"status": result.status, "reason": result.reason, **result.stats}
+        verdict.checks["baseline"] = result.status in ("pass", "missing")
+        if result.status == "fail":
+            verdict.status = "fail"
+            verdict.reasons.append(f"{record['task']} × {record['model']} ({record['role']}): {result.reason}")
+        elif result.status == "not_comparable" and verdict.status == "pass":
+            verdict.status = "not_comparable"
+            verdict.reasons = [result.reason]
 
     def _attach(self, records: list[dict[str, Any]]) -> None:
         self.node.user_properties.append((RECORDS_PROPERTY, records))
@@ -337,6 +397,10 @@ class ReportWriter:
         )
         report_mod.write_results(state.report_dir, metadata, state.records)
         report_mod.write_markdown(state.report_dir, metadata, state.records)
+        if state.update_baseline_dir is not None:
+            from plainsight.baseline import store
+
+            store(state.report_dir, state.update_baseline_dir)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if not self.state.records:
@@ -364,4 +428,15 @@ def _fingerprints(state: PluginState) -> dict[str, Any]:
         for name in sorted({r["model"] for r in state.records})
         if name in state.all_entries
     }
-    return {"data_fingerprints": data, "prompt_fingerprints": prompt_fps, "model_fingerprints": models}
+    placements = {
+        r["model"]: {k: r.get(k) for k in ("device", "dtype", "preprocess")}
+        for r in sorted(state.records, key=lambda r: (r["model"], r["role"]))
+        if r.get("device")
+    }
+    return {
+        "data_fingerprints": data,
+        "prompt_fingerprints": prompt_fps,
+        "model_fingerprints": models,
+        # where each model ran and which image-processor class (PIL or torchvision backend) prepared its inputs
+        "model_placements": placements,
+    }

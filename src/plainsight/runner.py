@@ -89,11 +89,14 @@ class RunOptions:
     dtype: str = "auto"
 
 
-def resolve_device(requested: str) -> str:
+def resolve_device(requested: str, worker: str = "main") -> str:
+    """auto → cuda when available; under xdist with several GPUs, worker gwN gets cuda:(N mod count)."""
     import torch
 
     if requested in ("", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and worker.startswith("gw") and torch.cuda.device_count() > 1:
+        return f"cuda:{int(worker[2:]) % torch.cuda.device_count()}"
     return requested
 
 
@@ -109,8 +112,11 @@ OutcomeSink = Callable[[str, str, str, Outcome], None]
 class Runner:
     """Per-worker store of items, loaded models and memoised role runs."""
 
-    def __init__(self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None):
+    def __init__(
+        self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None, worker: str = "main"
+    ):
         self.options = options
+        self.worker = worker
         self.entries = entries
         self.sink = sink
         self._items: dict[str, list[Item]] = {}
@@ -118,6 +124,7 @@ class Runner:
         self._loaded_name: str | None = None
         self._loaded: Any = None
         self.loads: list[str] = []  # model names in load order (tests check one load per model)
+        self.placement: dict[str, str] = {}  # device and dtype of the loaded model
 
     # -- items ---------------------------------------------------------------
     def items(self, task_id: str) -> list[Item]:
@@ -130,7 +137,7 @@ class Runner:
     # -- models --------------------------------------------------------------
     def device_for(self, entry: ModelEntry) -> str:
         requested = self.options.device if self.options.device != "auto" else entry.device
-        return resolve_device(requested)
+        return resolve_device(requested, self.worker)
 
     def dtype_for(self, entry: ModelEntry, device: str) -> str:
         requested = self.options.dtype if self.options.dtype != "auto" else entry.dtype
@@ -155,6 +162,7 @@ class Runner:
             model = load_vlm(entry, device=device, dtype=dtype)
         log.info("loaded %s (%s, %s) in %.1fs", name, device, dtype, time.perf_counter() - started)
         self._loaded_name, self._loaded = name, model
+        self.placement = {"device": device, "dtype": dtype}
         self.loads.append(name)
         return model
 
@@ -205,7 +213,7 @@ class Runner:
         task = get_task(task_id)
         encoder = self.model(model_name)
         readout = READOUTS[task.readout]
-        run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout})
+        run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
         run.info["preprocess"] = getattr(getattr(encoder, "spec", None), "source", "") or None
         cache: dict[tuple[str, tuple[int, int]], Any] = {}
         for done, item in enumerate(items, 1):
@@ -233,7 +241,9 @@ class Runner:
         entry = self.entries[model_name]
         vlm = self.model(model_name)
         role = ROLE_BLIND if blind else ROLE_VLM
-        run = RoleRun(task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": "letters"})
+        run = RoleRun(
+            task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": "letters", **self.placement}
+        )
         spec = vlm_preprocess_spec(vlm)
         run.info["preprocess"] = spec.source if spec else None
         batch_size = max(1, entry.batch_size)

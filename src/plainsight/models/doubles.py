@@ -2,7 +2,8 @@
 
 Selectable in a models.toml as ``source = "double:<kind>"``. Each counts one forward per item.
 - ``oracle``: answers the gold letter when it can see images; with all-white images (the blind
-  control) it falls back to "A" — a model that truly uses the image.
+  control) it falls back to "A" — a model that truly uses the image. ``options.miss`` lists item
+  ids it answers wrongly (for regression-gate tests).
 - ``constant-a`` (``constant-b`` …): always that letter.
 - ``image-blind``: ignores the images; a fixed pseudo-random letter per item, identical blind or not.
 - ``tying``: equal scores for every letter (an argmax tie on every item).
@@ -45,10 +46,16 @@ class _Double:
 
 
 class OracleVLM(_Double):
+    def __init__(self, name: str, miss: list[str] | tuple[str, ...] = ()):
+        super().__init__(name)
+        self.miss = frozenset(miss)
+
     def scores(self, request: VLMRequest) -> dict[str, float]:
         if request.item is None:
             raise ValueError("the oracle double needs the item")
         best = request.letters[0] if _is_blank(request) else request.item.gold
+        if request.item.id in self.miss:
+            best = next(letter for letter in request.letters if letter != request.item.gold)
         return self.prefer(request.letters, best)
 
 
@@ -77,9 +84,11 @@ class NaNVLM(_Double):
         return {letter: float("nan") for letter in request.letters}
 
 
-def make_double(kind: str, name: str) -> _Double:
-    """A double by kind: oracle, constant-<letter>, image-blind, tying, nan."""
-    simple = {"oracle": OracleVLM, "image-blind": ImageBlindVLM, "tying": TyingVLM, "nan": NaNVLM}
+def make_double(kind: str, name: str, options: dict | None = None) -> _Double:
+    """A double by kind: oracle (``options.miss``: item ids to get wrong), constant-<letter>, image-blind, tying, nan."""
+    if kind == "oracle":
+        return OracleVLM(name, miss=tuple((options or {}).get("miss", ())))
+    simple = {"image-blind": ImageBlindVLM, "tying": TyingVLM, "nan": NaNVLM}
     if kind in simple:
         return simple[kind](name)
     if kind.startswith("constant-") and len(kind) == len("constant-") + 1:

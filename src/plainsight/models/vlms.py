@@ -186,7 +186,7 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
     if source.startswith("double:"):
         from plainsight.models.doubles import make_double
 
-        return make_double(source.removeprefix("double:"), entry.name)
+        return make_double(source.removeprefix("double:"), entry.name, entry.options)
     missing = missing_local_folder(entry)
     if missing is not None:
         raise missing

@@ -1,0 +1,123 @@
+"""Stored baselines and the regression gate.
+
+``--update-baseline DIR`` stores a run's results.json and items.jsonl in DIR.
+``--baseline DIR`` compares each (task, model, role) record with the stored one on
+the items both runs scored, by an exact one-sided McNemar test: the run fails only
+when it is significantly worse (p < alpha) *and* worse by more than ``tolerance``
+accuracy points (both in thresholds.toml ``[baseline]``). A changed prompt or item
+set makes the comparison ``not_comparable`` — never a silent comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plainsight.errors import ConfigError
+from plainsight.scoring import mcnemar_one_sided
+
+Key = tuple[str, str, str]
+
+
+@dataclass
+class BaselineVerdict:
+    status: str  # pass | fail | not_comparable | missing
+    reason: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Baseline:
+    path: Path
+    metadata: dict[str, Any]
+    records: dict[Key, dict[str, Any]]
+    outcomes: dict[Key, dict[str, bool]]  # item id -> correct (valid items only)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Baseline":
+        folder = Path(folder)
+        results_path, items_path = folder / "results.json", folder / "items.jsonl"
+        for p in (results_path, items_path):
+            if not p.is_file():
+                raise ConfigError(f"--baseline {folder}: {p.name} not found (store one with --update-baseline {folder})")
+        try:
+            results = json.loads(results_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{results_path}: not valid JSON ({exc})") from None
+        if results.get("schema") != "plainsight.results/1":
+            raise ConfigError(f"{results_path}: field 'schema' is {results.get('schema')!r}, expected 'plainsight.results/1'")
+        records = {(r["task"], r["model"], r["role"]): r for r in results.get("results", [])}
+        outcomes: dict[Key, dict[str, bool]] = {}
+        for n, line in enumerate(items_path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                key = (rec["task"], rec["model"], rec["role"])
+                if rec.get("reason") != "invalid":
+                    outcomes.setdefault(key, {})[rec["item"]] = bool(rec["correct"])
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise ConfigError(f"{items_path}: line {n} is not an item record ({exc})") from None
+        metadata = {k: v for k, v in results.items() if k != "results"}
+        return cls(folder, metadata, records, outcomes)
+
+    def compare(
+        self,
+        record: dict[str, Any],
+        outcomes: dict[str, bool],
+        *,
+        prompt_fingerprint: str | None,
+        alpha: float,
+        tolerance: float,
+    ) -> BaselineVerdict:
+        """The regression verdict of a new record (and its per-item correctness) against this baseline."""
+        key = (record["task"], record["model"], record["role"])
+        stored = self.records.get(key)
+        if stored is None or key not in self.outcomes:
+            return BaselineVerdict("missing", f"no baseline record for {key} in {self.path}")
+        stored_prompt = self.metadata.get("prompt_fingerprints", {}).get(record["task"], {}).get("fingerprint")
+        if prompt_fingerprint is not None and stored_prompt is not None and stored_prompt != prompt_fingerprint:
+            return BaselineVerdict(
+                "not_comparable", f"prompt changed since the baseline (fingerprint {stored_prompt} -> {prompt_fingerprint})"
+            )
+        if stored.get("item_set") != record.get("item_set"):
+            return BaselineVerdict(
+                "not_comparable",
+                f"item set changed since the baseline ({stored.get('item_set')} -> {record.get('item_set')}): "
+                "different data, seed or --limit",
+            )
+        before = self.outcomes[key]
+        shared = sorted(set(before) & set(outcomes))
+        if not shared:
+            return BaselineVerdict("not_comparable", "no item was scored validly by both runs")
+        only_new = sum(outcomes[i] and not before[i] for i in shared)
+        only_old = sum(before[i] and not outcomes[i] for i in shared)
+        old_acc = sum(before[i] for i in shared) / len(shared)
+        new_acc = sum(outcomes[i] for i in shared) / len(shared)
+        p = mcnemar_one_sided(only_new, only_old)
+        stats = {
+            "n_shared": len(shared), "baseline_accuracy": round(old_acc, 6), "accuracy": round(new_acc, 6),
+            "only_baseline_correct": only_old, "only_new_correct": only_new, "mcnemar_p": p,
+            "alpha": alpha, "tolerance": tolerance,
+        }  # fmt: skip
+        drop = old_acc - new_acc
+        if p < alpha and drop > tolerance:
+            return BaselineVerdict(
+                "fail",
+                f"worse than the baseline: accuracy {new_acc:.3f} vs {old_acc:.3f} on {len(shared)} shared items "
+                f"({only_old} now wrong, {only_new} now right; one-sided McNemar p={p:.3g} < alpha {alpha}, "
+                f"drop {drop:.3f} > tolerance {tolerance})",
+                stats,
+            )
+        return BaselineVerdict("pass", f"no significant drop vs the baseline (McNemar p={p:.3g}, drop {drop:+.3f})", stats)
+
+
+def store(report_dir: Path, baseline_dir: Path) -> None:
+    """Copy a finished run's results.json and items.jsonl into a baseline folder."""
+    baseline_dir = Path(baseline_dir)
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "items.jsonl"):
+        shutil.copyfile(Path(report_dir) / name, baseline_dir / name)
