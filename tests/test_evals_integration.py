@@ -164,3 +164,13 @@ def test_missing_data_root_is_a_usage_error(eval_project: pytest.Pytester):
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--data-root /no/such/dir: no such folder*"])
+
+
+def test_a_declared_known_gap_is_reported_as_xfail(eval_project: pytest.Pytester):
+    (eval_project.path / "thresholds.toml").write_text(
+        THRESHOLDS + '\n[models.constant-a.low_level_matching]\nexpect = "xfail"\nreason = "known letter prior"\n'
+    )
+    result, results = run_evals(eval_project, "-k", "constant-a or pixels")
+    result.assert_outcomes(passed=1, xfailed=1, deselected=3)
+    rec = by_key(results)[("low_level_matching", "constant-a", "vlm")]
+    assert rec["verdict"] == "xfail" and rec["reason"].startswith("expected: known letter prior")
