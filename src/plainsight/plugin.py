@@ -63,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
     group.addoption("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default auto: bf16 on cuda, fp32 on cpu)")
     group.addoption("--seed", type=int, default=0, help="seed for item sampling and letter balancing (default 0)")
+    group.addoption("--scoring", default=None, choices=("letters", "generate"),
+                    help="VLM scoring for every model: letter log-probabilities or greedy generation + strict parser "
+                         "(default: each model's `scoring`, letters unless set)")
     group.addoption("--baseline", default=None, help="fail pairs that are significantly worse than the run stored in DIR")
     group.addoption("--update-baseline", default=None, help="store this run's results.json and items.jsonl in DIR")
 
@@ -86,6 +89,7 @@ class PluginState:
             limit=opt("--limit"),
             device=opt("--device"),
             dtype=opt("--dtype"),
+            scoring=opt("--scoring"),
         )
         self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

@@ -120,6 +120,7 @@ def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
                 _pct(r["tv_to_gold"]),
                 _pct(r.get("tv_to_blind")),
                 str(r.get("ties", 0)),
+                str(r.get("parse_failures", 0)),
                 str(r.get("invalid", 0)),
                 r.get("verdict", ""),
             ]
@@ -127,7 +128,9 @@ def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-SUMMARY_HEADER = ["task", "model", "role", "n", "acc", "95% CI", "chance", "TV gold", "TV blind", "ties", "invalid", "verdict"]
+SUMMARY_HEADER = [
+    "task", "model", "role", "n", "acc", "95% CI", "chance", "TV gold", "TV blind", "ties", "unparsed", "invalid", "verdict",
+]  # fmt: skip
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -21,7 +21,7 @@ from PIL import Image
 from plainsight import render
 from plainsight.items import Item, item_set_fingerprint
 from plainsight.models.registry import ModelEntry
-from plainsight.scoring import choose
+from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
 
 if TYPE_CHECKING:  # geometry imports torch; keep `import plainsight.plugin` light
@@ -87,6 +87,7 @@ class RunOptions:
     limit: int | None = None
     device: str = "auto"
     dtype: str = "auto"
+    scoring: str | None = None  # overrides every VLM entry's scoring mode
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:
@@ -241,8 +242,9 @@ class Runner:
         entry = self.entries[model_name]
         vlm = self.model(model_name)
         role = ROLE_BLIND if blind else ROLE_VLM
+        scoring = self.options.scoring or entry.scoring
         run = RoleRun(
-            task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": "letters", **self.placement}
+            task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": scoring, **self.placement}
         )
         spec = vlm_preprocess_spec(vlm)
         run.info["preprocess"] = spec.source if spec else None
@@ -250,10 +252,16 @@ class Runner:
         pending: list[tuple[Item, Any]] = []
 
         def flush() -> None:
-            scored = vlm.score_letters([req for _, req in pending])
-            for (item, _), scores in zip(pending, scored):
-                choice = choose(scores.logprobs, item.choices)
-                self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)))
+            requests = [req for _, req in pending]
+            if scoring == "generate":
+                for (item, _), reply in zip(pending, vlm.generate(requests, max_new_tokens=entry.max_new_tokens)):
+                    letter = parse_choice(reply, item.choices, item.option_texts or None)
+                    reason = None if letter is not None else "parse_failure"
+                    self._emit(run, Outcome(item.id, item.gold, letter, reason, None, reply))
+            else:
+                for (item, _), scores in zip(pending, vlm.score_letters(requests)):
+                    choice = choose(scores.logprobs, item.choices)
+                    self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)))
             pending.clear()
 
         for done, item in enumerate(items, 1):

@@ -8,6 +8,7 @@ Pure Python/numpy (no scipy). Conventions:
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -131,3 +132,60 @@ def paired_bootstrap_diff(
     lo, hi = np.percentile(means, [2.5, 97.5])
     diff = float(d.mean())
     return diff, min(float(lo), diff), max(float(hi), diff)
+
+
+_SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>")
+_MARKUP = re.compile(r"[*_`#]+")
+_ANSWER_CUE = re.compile(r"(?:answer|option|choice)\s*(?:is|:|=)?\s*(?:option\s*)?[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z])", re.I)
+_BARE = re.compile(r"^[\(\[]?([A-Za-z])[\)\]]?[.:,;!]?$")
+_LEADING = re.compile(r"^[\(\[]?([A-Z])(?:[\)\]][.:]?|[.:])(?:\s|$)")
+_STANDALONE = re.compile(r"(?<![A-Za-z'’])[\(\[]?([A-Z])[\)\]]?(?![A-Za-z'’])")
+
+
+def parse_choice(reply: str, letters: Sequence[str], options: Sequence[str] | None = None) -> str | None:
+    """The answer letter a free-text reply commits to, or None when it is missing or ambiguous.
+
+    Only ``letters`` count ("Database" is not D; "E" is not a valid answer among A–D). Accepted:
+    "B", "(B)", "B.", "**B**", "Answer: B", "The answer is (B)", "B. bookcase", special-token tails
+    ("B</s>"), and the option text itself ("bookcase", "the third image") when ``options`` are given.
+    A reply naming two different letters ("A or B") abstains. Never a random fallback.
+    """
+    valid = {letter.upper() for letter in letters}
+    text = _MARKUP.sub("", _SPECIAL_TOKEN.sub(" ", reply)).strip()
+    if not text:
+        return None
+    bare = _BARE.match(text)
+    if bare:
+        letter = bare.group(1).upper()
+        return letter if letter in valid else None
+    standalone = {m.group(1) for m in _STANDALONE.finditer(text)}
+    cued = {m.group(1).upper() for m in _ANSWER_CUE.finditer(text)}
+    if cued:
+        if len(cued) == 1 and cued <= valid and not (standalone & valid) - cued:
+            return next(iter(cued))
+        return None
+    leading = _LEADING.match(text)
+    if leading:
+        letter = leading.group(1)
+        if letter in valid and not (standalone & valid) - {letter}:
+            return letter
+        return None
+    if options:
+        return _match_option(text, letters, options)
+    return None
+
+
+def _match_option(text: str, letters: Sequence[str], options: Sequence[str]) -> str | None:
+    def norm(s: str) -> str:
+        return " ".join(re.sub(r"[^a-z0-9 ]+", " ", s.lower()).split())
+
+    reply = f" {norm(text)} "
+    hits = [letter for letter, option in zip(letters, options) if norm(option) and f" {norm(option)} " in reply]
+    # "the third image" must not also count "the ... image" options that are its substrings: keep the longest
+    if len(hits) > 1:
+        longest = max(hits, key=lambda letter: len(norm(options[list(letters).index(letter)])))
+        others = [h for h in hits if h != longest]
+        if all(norm(options[list(letters).index(h)]) in norm(options[list(letters).index(longest)]) for h in others):
+            return longest
+        return None
+    return hits[0] if hits else None

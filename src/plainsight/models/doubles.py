@@ -40,6 +40,17 @@ class _Double:
     def scores(self, request: VLMRequest) -> dict[str, float]:
         raise NotImplementedError
 
+    def generate(self, requests: list[VLMRequest], *, max_new_tokens: int = 8) -> list[str]:
+        """A reply naming the preferred letter; no unique preference -> a reply that names none."""
+        self.forward_count += len(requests)
+        replies = []
+        for r in requests:
+            scores = self.scores(r)
+            best = max(scores.values())
+            top = [letter for letter, v in scores.items() if v == best]
+            replies.append(f"The answer is ({top[0]})." if len(top) == 1 else "I cannot decide.")
+        return replies
+
     @staticmethod
     def prefer(letters: tuple[str, ...], best: str) -> dict[str, float]:
         return {letter: HIGH if letter == best else LOW for letter in letters}

@@ -24,6 +24,7 @@ from typing import Any
 from plainsight.errors import ConfigError, ModelUnavailable
 
 KINDS = ("encoder", "vlm")
+SCORING_MODES = ("letters", "generate")
 IMAGE_MODES = ("separate", "side_by_side")
 
 
@@ -41,6 +42,8 @@ class ModelEntry:
     pairs_with: str | None = None
     trust_remote_code: bool = False
     smoke: bool = False
+    scoring: str = "letters"  # letters (log-probability, primary) | generate (greedy reply + strict parser)
+    max_new_tokens: int = 8
     batch_size: int = 8
     options: dict[str, Any] = field(default_factory=dict)
     base_dir: Path = field(default=Path("."), compare=False)
@@ -64,6 +67,7 @@ class ModelEntry:
             "revision": self.revision,
             "adapter": self.adapter,
             "image_mode": self.image_mode,
+            "scoring": self.scoring,
             "feature_layer": self.feature_layer,
             "options": self.options,
         }
@@ -116,6 +120,8 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
             raise ConfigError(f"{where}: field 'kind' is {table['kind']!r}; expected one of {KINDS}")
         if table.get("image_mode", "separate") not in IMAGE_MODES:
             raise ConfigError(f"{where}: field 'image_mode' must be one of {IMAGE_MODES}")
+        if table.get("scoring", "letters") not in SCORING_MODES:
+            raise ConfigError(f"{where}: field 'scoring' must be one of {SCORING_MODES}")
         if table.get("pairs_with") and table["kind"] != "vlm":
             raise ConfigError(f"{where}: field 'pairs_with' only applies to kind = 'vlm'")
         entries[name] = ModelEntry(name=name, base_dir=path.parent.resolve(), **table)

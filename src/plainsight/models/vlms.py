@@ -46,6 +46,8 @@ class VLM(Protocol):
 
     def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]: ...
 
+    def generate(self, requests: list[VLMRequest], *, max_new_tokens: int = 8) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class LetterTokens:
@@ -176,6 +178,46 @@ class HFVLM:
                 values = row[ids].tolist()
                 out.append(LetterScores(dict(zip(letters, values)), dict(tokens.ids)))
         return out
+
+
+    @torch.inference_mode()
+    def generate(
+        self, requests: list[VLMRequest], *, max_new_tokens: int = 8, restrict_to_letters: bool = False
+    ) -> list[str]:
+        """Greedy replies (decoded, special tokens kept so the parser sees what the model emitted).
+
+        ``restrict_to_letters`` masks every token but the letters' answer tokens (and their
+        teacher-forced prefix): the generated letter is then the letter-scoring argmax.
+        """
+        replies: list[str] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
+            forced: tuple[int, ...] = ()
+            if restrict_to_letters:
+                tokens = self.letter_tokens(chunk[0].letters)
+                forced = tokens.forced
+                kwargs["logits_processor"] = [_AllowOnly(sorted(tokens.ids.values()))]
+                kwargs["max_new_tokens"] = 1
+            inputs = self._inputs(chunk, forced)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            out = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            self.forward_count += len(chunk)
+            new_tokens = out[:, inputs["input_ids"].shape[1] :]
+            replies.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=False))
+        return replies
+
+
+class _AllowOnly:
+    """A logits processor that leaves only the given token ids possible."""
+
+    def __init__(self, allowed: list[int]):
+        self.allowed = torch.tensor(allowed)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, self.allowed.to(scores.device)] = 0
+        return scores + mask
 
 
 def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> VLM:
