@@ -174,3 +174,15 @@ def test_a_declared_known_gap_is_reported_as_xfail(eval_project: pytest.Pytester
     result.assert_outcomes(passed=1, xfailed=1, deselected=3)
     rec = by_key(results)[("low_level_matching", "constant-a", "vlm")]
     assert rec["verdict"] == "xfail" and rec["reason"].startswith("expected: known letter prior")
+
+
+def test_generation_scoring_counts_parse_failures(eval_project: pytest.Pytester):
+    result, results = run_evals(eval_project, "--scoring=generate", "-k", "oracle or tying")
+    recs = by_key(results)
+    oracle, tying = recs[("low_level_matching", "oracle", "vlm")], recs[("low_level_matching", "tying", "vlm")]
+    assert oracle["scoring"] == "generate" and oracle["accuracy"] == 1.0 and oracle["parse_failures"] == 0
+    assert tying["parse_failures"] == LIMIT and tying["ties"] == 0 and tying["accuracy"] == 0.0
+    for rec in (oracle, tying):
+        assert rec["image_mode"] == "separate"
+    items = [json.loads(line) for line in (eval_project.path / "report" / "items.jsonl").read_text().splitlines()]
+    assert any(i["detail"] == "I cannot decide." and i["reason"] == "parse_failure" for i in items)

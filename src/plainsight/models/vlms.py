@@ -79,7 +79,8 @@ class HFVLM:
         kwargs = dict(revision=revision, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(path_or_id, **kwargs)
         model = AutoModelForImageTextToText.from_pretrained(path_or_id, dtype=dtype, **kwargs)
-        return cls(name, model, processor, device=device, dtype=dtype, batch_size=batch_size)
+        adapter = ADAPTERS.get(model.config.model_type, cls) if cls is HFVLM else cls
+        return adapter(name, model, processor, device=device, dtype=dtype, batch_size=batch_size)
 
     # -- prompts -------------------------------------------------------------
     @staticmethod
@@ -145,7 +146,7 @@ class HFVLM:
             batch = self.processor(images=self._images_arg(requests), text=texts, padding=True, return_tensors="pt")
         finally:
             self.tokenizer.padding_side = previous
-        inputs = dict(batch)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}  # PaliGemma's processor adds labels
         if forced:
             extra = torch.tensor([list(forced)] * len(requests), dtype=inputs["input_ids"].dtype)
             inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
@@ -206,6 +207,25 @@ class HFVLM:
             new_tokens = out[:, inputs["input_ids"].shape[1] :]
             replies.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=False))
         return replies
+
+
+class PaliGemmaVLM(HFVLM):
+    """PaliGemma has no chat template: its processor prefixes the image tokens and BOS and ends
+    the prompt with a newline, after which the answer starts."""
+
+    def build_prompt(self, n_images: int, text: str) -> str:
+        return self.processor.image_token * n_images + text
+
+    def _answer_tokens(self, letter: str) -> list[int]:
+        prompt = self.tokenizer("Question?\n", add_special_tokens=False)["input_ids"]
+        full = self.tokenizer("Question?\n" + letter, add_special_tokens=False)["input_ids"]
+        if full[: len(prompt)] != prompt or len(full) == len(prompt):
+            raise RuntimeError(f"{self.name}: cannot locate the answer token of {letter!r} after the prompt")
+        return full[len(prompt) :]
+
+
+# Families whose behaviour differs from the generic chat-template path, by config model_type.
+ADAPTERS: dict[str, type[HFVLM]] = {"paligemma": PaliGemmaVLM}
 
 
 class _AllowOnly:
