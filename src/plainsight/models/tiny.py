@@ -92,6 +92,7 @@ def build_tiny_dinov2(out_dir: Path, *, seed: int = 0, image_size: int = 64, pat
     return out_dir
 
 
+VISION_SHRINK = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 TEXT_SHRINK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, head_dim=16)  # fmt: skip
 
@@ -116,10 +117,35 @@ def shrink_vlm_config(folder: Path):
                                fullatt_block_indexes=[1]).items():  # fmt: skip
             setattr(vision, key, value)
     else:
-        for key, value in dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4).items():
+        for key, value in VISION_SHRINK.items():
             setattr(vision, key, value)
     if model_type.startswith("qwen2"):
         rope = dict(getattr(text, "rope_parameters", None) or {})
         rope["mrope_section"] = [2, 3, 3]
         text.rope_parameters = rope
     return config
+
+
+def shrink_config_from_hf_configs(folder: Path) -> tuple[Any, Any]:
+    """The real config of an hf-configs folder shrunk per SOURCES.md, and its real processor.
+
+    VLMs keep vocab, special and image token ids and the image geometry (so the real
+    processor's image-token count still fits); CLIP and DINOv2 keep their image geometry.
+    """
+    from transformers import AutoConfig, AutoProcessor
+
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text())
+    if raw.get("model_type") == "dinov2":
+        config = AutoConfig.for_model(**raw)
+        for key, value in VISION_SHRINK.items():
+            setattr(config, key, value)
+    elif raw.get("model_type") == "clip":
+        config = AutoConfig.for_model(**raw)
+        for sub in (config.text_config, config.vision_config):
+            for key, value in VISION_SHRINK.items():
+                setattr(sub, key, value)
+        config.projection_dim = 16
+    else:
+        config = shrink_vlm_config(folder)
+    return config, AutoProcessor.from_pretrained(folder)

@@ -36,8 +36,9 @@ class VLMRequest:
 
 @dataclass
 class LetterScores:
+    # log-probability of each letter's first answer token (full-vocabulary log-softmax); may hold NaN/inf
     logprobs: dict[str, float]
-    token_ids: dict[str, int] = field(default_factory=dict)
+    token_ids: dict[str, int] = field(default_factory=dict)  # the token scored per letter (empty for doubles)
 
 
 class VLM(Protocol):
@@ -129,8 +130,10 @@ class HFVLM:
             self._letter_cache[letters] = LetterTokens(tuple(forced), ids)
         return self._letter_cache[letters]
 
-    def letter_token_ids(self, letters: tuple[str, ...]) -> dict[str, int]:
-        return dict(self.letter_tokens(tuple(letters)).ids)
+    def letter_token_ids(self, letters: tuple[str, ...]) -> dict[str, list[int]]:
+        """Per letter, the answer tokens up to the scored one: the teacher-forced prefix, then the scored id."""
+        tokens = self.letter_tokens(tuple(letters))
+        return {letter: [*tokens.forced, token] for letter, token in tokens.ids.items()}
 
     # -- scoring -------------------------------------------------------------
     def _images_arg(self, requests: list[VLMRequest]) -> list[Any]:
@@ -179,7 +182,6 @@ class HFVLM:
                 values = row[ids].tolist()
                 out.append(LetterScores(dict(zip(letters, values)), dict(tokens.ids)))
         return out
-
 
     @torch.inference_mode()
     def generate(
