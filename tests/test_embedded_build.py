@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_rebuild_matches_the_committed_benchmark(tmp_path: Path, embedded_data: Path):
     summary = build_all(tmp_path, seed=0)
-    assert summary[FOLDER]["sequences"] == 10
+    assert summary[FOLDER]["sequences"] == 10 and summary[FOLDER]["items"]["low_level_matching"] >= 100
+    assert summary[FOLDER]["files"] == 110 and 1_000_000 < summary[FOLDER]["bytes"] < 5_000_000
     committed = sorted(p.relative_to(embedded_data) for p in embedded_data.rglob("*") if p.is_file())
     rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert committed == rebuilt

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plainsight.data.hpatches import FOLDER, find_hpatches_root, load_pairs, read_homography
+from plainsight.data.hpatches import FOLDER, find_hpatches_root, find_sequences, load_pairs, read_homography
 from plainsight.errors import DataError, DatasetNotFound
 
 
@@ -33,13 +33,27 @@ def test_three_layouts_and_counts(tmp_path: Path):
     pairs = load_pairs(data)
     assert [(p.sequence, p.k) for p in pairs] == [("i_b", k) for k in range(2, 7)] + [("v_a", k) for k in range(2, 7)]
     v = [p for p in pairs if p.sequence == "v_a"]
-    assert np.allclose(v[1].H, Hs[1]) and v[1].ref_size == (64, 48)
+    assert all(np.allclose(p.H, H) for p, H in zip(v, Hs))  # H round trip, runs of spaces included
+    assert v[1].ref_size == (64, 48) and v[1].target_size == (64, 48)
     assert v[0].ref_path == f"{FOLDER}/v_a/1.ppm" and (v[0].root / v[0].target_path).is_file()
+    assert find_hpatches_root(data) == data
     # the release folder itself, and one sequence folder
-    root, seqs = find_hpatches_root(data / FOLDER)
-    assert root == data / FOLDER and [s.name for s in seqs] == ["i_b", "v_a"]
-    root, seqs = find_hpatches_root(data / FOLDER / "v_a")
+    root, seqs = find_sequences(data / FOLDER)
+    assert root == find_hpatches_root(data / FOLDER) == data / FOLDER and [s.name for s in seqs] == ["i_b", "v_a"]
+    root, seqs = find_sequences(data / FOLDER / "v_a")
     assert root == data / FOLDER and [s.name for s in seqs] == ["v_a"]
+    assert [(p.sequence, p.ref_path) for p in load_pairs(data / FOLDER / "v_a")][:1] == [("v_a", "v_a/1.ppm")]
+
+
+def test_png_and_jpg_images_are_accepted(tmp_path: Path):
+    seq = tmp_path / FOLDER / "v_a"
+    write_sequence(seq, size=(40, 30))
+    for k, ext in ((1, ".png"), (2, ".jpg")):
+        Image.open(seq / f"{k}.ppm").save(seq / f"{k}{ext}")
+        (seq / f"{k}.ppm").unlink()
+    pair = load_pairs(tmp_path)[0]
+    assert (pair.ref_path, pair.target_path) == (f"{FOLDER}/v_a/1.png", f"{FOLDER}/v_a/2.jpg")
+    assert pair.target_size == (40, 30)
 
 
 def test_high_resolution_scenes_are_dropped_by_default(tmp_path: Path):
@@ -53,9 +67,26 @@ def test_no_dataset_is_a_dataset_not_found_naming_the_layouts(tmp_path: Path):
     (tmp_path / "something_else").mkdir()
     with pytest.raises(DatasetNotFound) as err:
         find_hpatches_root(tmp_path)
-    assert str(tmp_path) in str(err.value) and FOLDER in str(err.value)
-    with pytest.raises(DataError, match="does not exist"):
-        find_hpatches_root(tmp_path / "missing")
+    assert str(tmp_path) in str(err.value) and FOLDER in str(err.value) and "something_else/" in str(err.value)
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path / "missing")
+    assert str(tmp_path / "missing") in str(err.value) and "does not exist" in str(err.value)
+
+
+def test_missing_homography_beside_its_image_names_the_file(tmp_path: Path):
+    write_sequence(tmp_path / FOLDER / "v_a")
+    (tmp_path / FOLDER / "v_a" / "H_1_5").unlink()
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path)
+    assert str(tmp_path / FOLDER / "v_a" / "H_1_5") in str(err.value)
+
+
+def test_missing_image_names_the_sequence(tmp_path: Path):
+    write_sequence(tmp_path / FOLDER / "v_a")
+    (tmp_path / FOLDER / "v_a" / "6.ppm").unlink()
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path)
+    assert str(tmp_path / FOLDER / "v_a") in str(err.value) and "6.ppm" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -79,4 +110,16 @@ def test_garbage_image_names_the_file(tmp_path: Path):
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError) as err:
         load_pairs(tmp_path)
+    assert str(bad) in str(err.value)
+
+
+def test_truncated_image_names_the_file_when_decoded(tmp_path: Path):
+    from plainsight.tasks.low_level_matching import build_items
+
+    write_sequence(tmp_path / FOLDER / "v_a")
+    bad = tmp_path / FOLDER / "v_a" / "3.ppm"
+    bad.write_bytes(bad.read_bytes()[:200])  # the header survives, the pixels do not
+    pairs = load_pairs(tmp_path)  # headers only
+    with pytest.raises(DataError) as err:
+        build_items(pairs)
     assert str(bad) in str(err.value)

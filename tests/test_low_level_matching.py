@@ -52,9 +52,12 @@ def test_gold_is_the_homography_image_of_ref_and_distractors_keep_their_distance
         assert np.allclose(target[item.gold], gold, atol=0.011)
         w, h = item.images[1].size
         min_dist = DEFAULT_DIFFICULTY.min_distance * np.hypot(w, h)
+        margin = int(DEFAULT_DIFFICULTY.margin * min(w, h))
+        assert item.meta["gold_error_px"] == 0.0
+        assert item.meta["difficulty"]["min_distance"] == DEFAULT_DIFFICULTY.min_distance
         pts = [np.array(target[letter]) for letter in item.choices]
         for i, p in enumerate(pts):
-            assert 0 <= p[0] < w and 0 <= p[1] < h
+            assert margin - 0.01 <= p[0] <= w - 1 - margin + 0.01 and margin - 0.01 <= p[1] <= h - 1 - margin + 0.01
             for q in pts[i + 1 :]:
                 assert np.hypot(*(p - q)) >= min_dist - 0.02
 
@@ -70,6 +73,18 @@ def test_embedded_items_letters_balanced_and_deterministic(embedded_data: Path):
     other = task.load_items(LoadRequest(embedded_data, seed=1))
     assert [it.gold for it in other] != [it.gold for it in items]
     assert [it.id for it in task.load_items(LoadRequest(embedded_data, seed=0, limit=7))] == [it.id for it in items[:7]]
+
+
+def test_difficulty_overrides_by_keyword_are_applied_and_recorded(tmp_path: Path):
+    pairs = make_data(tmp_path, seed=3, strength=0.3)
+    root = pairs[0].root
+    items = get_task("low_level_matching").load_items(LoadRequest(root), min_distance=0.2, points_per_pair=1)
+    assert items and len(items) <= len(pairs)
+    for item in items:
+        assert item.meta["difficulty"]["min_distance"] == 0.2 and item.id.endswith("-p0")
+        w, h = item.images[1].size
+        pts = [np.array(item.images[1].points[letter]) for letter in item.choices]
+        assert min(np.hypot(*(p - q)) for i, p in enumerate(pts) for q in pts[i + 1 :]) >= 0.2 * np.hypot(w, h) - 0.02
 
 
 def test_render_draws_markers_only_when_the_source_has_none(embedded_data: Path):

@@ -54,5 +54,8 @@ def test_composition_moves_points_by_the_offsets(sizes, data):
 
 
 def test_boxes_are_outlined():
-    out = np.asarray(draw_boxes(grey(100, 100), {"A": (10, 10, 50, 50)}, {"A": (255, 0, 0)}))
-    assert tuple(out[10, 30]) == (255, 0, 0) and tuple(out[30, 30]) == (128, 128, 128)
+    out = np.asarray(draw_boxes(grey(100, 100), {"A": (10, 10, 50, 50), "B": (60, 60, 90, 90)},
+                                colors={"A": (255, 0, 0), "B": (0, 0, 255)}))  # fmt: skip
+    assert tuple(out[10, 30]) == (255, 0, 0) and tuple(out[11, 30]) == (255, 0, 0)  # at least 2 px thick
+    assert tuple(out[30, 50]) == (255, 0, 0) and tuple(out[75, 90]) == (0, 0, 255)
+    assert tuple(out[30, 30]) == (128, 128, 128) and tuple(out[75, 75]) == (128, 128, 128)  # outline only

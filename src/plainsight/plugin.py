@@ -29,7 +29,7 @@ from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelUnav
 from plainsight.gates import Thresholds, judge, load_thresholds
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
-from plainsight.runner import ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, Runner, RunOptions
+from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, Runner, RunOptions
 
 log = logging.getLogger("plainsight")
 
@@ -280,9 +280,8 @@ class Harness:
                 record = summarize(run, choices=_choices(items), smoke=entry.smoke, n_items=len(items))
                 self._attach([record])
                 return record
-            if entry.pairs_with == "own_tower":
-                raise ConfigError(f"{case.model}: pairs_with = 'own_tower' is not supported yet; name an encoder entry")
-            vision = runner.run(case.task, entry.pairs_with, ROLE_VISION) if entry.pairs_with else None
+            paired = case.model + OWN_TOWER_SUFFIX if entry.pairs_with == "own_tower" else entry.pairs_with
+            vision = runner.run(case.task, paired, ROLE_VISION) if paired else None
             vlm = runner.run(case.task, case.model, ROLE_VLM)
             blind = runner.run(case.task, case.model, ROLE_BLIND)
         except DatasetNotFound as exc:
@@ -291,11 +290,19 @@ class Harness:
             self._skip(case, f"model {case.model} unavailable: {exc}")
         except DataError as exc:
             pytest.fail(f"{case.task}: {exc}", pytrace=False)
+        except ConfigError as exc:
+            pytest.fail(str(exc), pytrace=False)
         choices = _choices(items)
         record = summarize(vlm, choices=choices, blind=blind, vision=vision, smoke=entry.smoke, n_items=len(items))
         blind_record = summarize(blind, choices=choices, smoke=entry.smoke, n_items=len(items))
         blind_record.update(verdict="skip", reason="control run (white images): not gated; see the vlm record's tv_to_blind")
-        self._attach([record, blind_record])
+        extra = [blind_record]
+        if entry.pairs_with == "own_tower" and vision is not None:
+            # No test of its own gates the tower; its record is reported beside the VLM's.
+            tower = summarize(vision, choices=choices, smoke=entry.smoke, n_items=len(items))
+            tower.update(verdict="skip", reason=f"own tower of {case.model}: reported, gated through the VLM's gap")
+            extra.append(tower)
+        self._attach([record, *extra])
         return record
 
     def gate(self, record: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ LABEL_FG = (255, 255, 255)
 LABEL_BG = (0, 0, 0)
 SEPARATOR = (0, 0, 0)
 PAD = (255, 255, 255)
-BOX_COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+BOX_COLORS = {"red": (255, 0, 0), "blue": (0, 0, 255)}
 
 
 @lru_cache(maxsize=32)
@@ -79,12 +79,12 @@ def compose_side_by_side(
 
 
 def draw_boxes(
-    image: Image.Image, boxes: Mapping[str, Box], colours: Mapping[str, tuple[int, int, int]]
+    image: Image.Image, boxes: Mapping[str, Box], colors: Mapping[str, tuple[int, int, int]]
 ) -> Image.Image:
     """A copy of ``image`` with each box outlined in its colour (x1, y1, x2, y2 in pixel coordinates)."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(min(out.size) / 150))
     for label, box in boxes.items():
-        draw.rectangle(tuple(box), outline=colours[label], width=width)
+        draw.rectangle(tuple(box), outline=colors[label], width=width)
     return out

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # geometry imports torch; keep `import plainsight.plugin` lig
 log = logging.getLogger("plainsight")
 
 ROLE_VISION, ROLE_VLM, ROLE_BLIND = "vision", "vlm", "blind"
+OWN_TOWER_SUFFIX = "/own_tower"
 
 
 @dataclass
@@ -167,6 +168,14 @@ class Runner:
         self.loads.append(name)
         return model
 
+    def encoder(self, name: str) -> Any:
+        """An encoder entry, or ``<vlm>/own_tower``: the vision tower lent by the loaded VLM."""
+        if name.endswith(OWN_TOWER_SUFFIX):
+            from plainsight.models.own_tower import OwnTowerEncoder
+
+            return OwnTowerEncoder(self.model(name.removesuffix(OWN_TOWER_SUFFIX)), name)
+        return self.model(name)
+
     def release(self) -> None:
         """Drop the loaded model and return its memory (CPU RSS via gc; CUDA cache)."""
         if self._loaded is None:
@@ -212,7 +221,7 @@ class Runner:
         from plainsight.readouts import READOUTS
 
         task = get_task(task_id)
-        encoder = self.model(model_name)
+        encoder = self.encoder(model_name)
         readout = READOUTS[task.readout]
         run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
         run.info["preprocess"] = getattr(getattr(encoder, "spec", None), "source", "") or None

@@ -41,11 +41,17 @@ def _is_sequence(folder: Path) -> bool:
     return folder.is_dir() and (folder / "H_1_2").is_file() and any((folder / f"1{e}").is_file() for e in IMAGE_EXTS)
 
 
-def find_hpatches_root(data_root: Path) -> tuple[Path, list[Path]]:
-    """The data folder paths are relative to, and the sequence folders found.
+def find_hpatches_root(data_root: Path) -> Path:
+    """The folder HPatches image paths are relative to.
 
-    Accepts a folder holding ``hpatches-sequences-release/``, that folder itself, or one sequence folder.
+    Accepts a folder holding ``hpatches-sequences-release/``, that folder itself, or one sequence folder;
+    anything else raises DatasetNotFound (a DataError) naming the layouts expected.
     """
+    return find_sequences(data_root)[0]
+
+
+def find_sequences(data_root: Path) -> tuple[Path, list[Path]]:
+    """``find_hpatches_root``'s folder and the sequence folders found (just one for a sequence folder)."""
     data_root = Path(data_root)
     if not data_root.is_dir():
         raise DataError(f"{data_root}: data folder does not exist")
@@ -59,9 +65,16 @@ def find_hpatches_root(data_root: Path) -> tuple[Path, list[Path]]:
     if _is_sequence(data_root):
         return data_root.parent, [data_root]
     raise DatasetNotFound(
-        f"{data_root}: no HPatches sequences found; expected {data_root / FOLDER}/{{i_*,v_*}}/1.ppm..6.ppm + H_1_2..H_1_6, "
+        f"{data_root}: no HPatches sequences found (it holds: {_listing(data_root)}); expected "
+        f"{data_root / FOLDER}/{{i_*,v_*}}/1.ppm..6.ppm + H_1_2..H_1_6, "
         "or the sequences (i_*/, v_*/) directly in the folder, or one sequence folder"
     )
+
+
+def _listing(folder: Path, limit: int = 8) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:limit]) + (f", … ({len(names)} entries)" if len(names) > limit else "")
+    return shown or "nothing"
 
 
 def read_homography(path: Path) -> np.ndarray:
@@ -102,7 +115,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def load_pairs(data_root: Path, *, exclude_hires: bool = True) -> list[HPatchesPair]:
     """Every (image 1, image k) pair, sorted by (sequence, k)."""
-    root, seqs = find_hpatches_root(data_root)
+    root, seqs = find_sequences(data_root)
     pairs = []
     for seq in seqs:
         if exclude_hires and seq.name in HIRES_SCENES:
@@ -112,7 +125,9 @@ def load_pairs(data_root: Path, *, exclude_hires: bool = True) -> list[HPatchesP
         for k in range(2, 7):
             h_path = seq / f"H_1_{k}"
             if not h_path.exists():
-                continue
+                if any((seq / f"{k}{e}").exists() for e in IMAGE_EXTS):
+                    raise DataError(f"{h_path}: homography file missing (image {k} is present)")
+                continue  # a shorter sequence
             target = _image_path(seq, k)
             pairs.append(
                 HPatchesPair(

@@ -9,7 +9,7 @@ gold and from each other. Gold letters are balanced across A–D by a seeded shu
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +152,12 @@ def build_items(
                 prompt=PROMPT.text,
                 prompt_id=PROMPT.key,
                 option_texts=PROMPT.options,
-                meta={"sequence": pair.sequence, "k": pair.k, "difficulty": asdict(difficulty)},
+                meta={
+                    "sequence": pair.sequence,
+                    "k": pair.k,
+                    "difficulty": asdict(difficulty),
+                    "gold_error_px": 0.0,  # gold is H·REF exactly (up to the 0.01 px rounding of stored points)
+                },
             )
         )
     return items
@@ -162,9 +167,14 @@ def _pt(p: np.ndarray) -> tuple[float, float]:
     return (round(float(p[0]), 2), round(float(p[1]), 2))
 
 
-def load_items(req: LoadRequest) -> list[Item]:
+def load_items(req: LoadRequest, **overrides: float) -> list[Item]:
+    """The task's items from HPatches under ``req.data_root`` (the embedded twin when None).
+
+    Keyword ``overrides`` replace fields of :data:`DEFAULT_DIFFICULTY`, e.g. ``min_distance=0.1``.
+    """
     root = req.data_root if req.data_root is not None else embedded_root()
-    items = build_items(load_pairs(root), seed=req.seed)
+    difficulty = replace(DEFAULT_DIFFICULTY, **overrides)
+    items = build_items(load_pairs(root), seed=req.seed, difficulty=difficulty)
     return items[: req.limit] if req.limit is not None else items
 
 

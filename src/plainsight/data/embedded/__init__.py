@@ -21,7 +21,7 @@ def build_all(out_dir: Path, seed: int = 0) -> dict:
     used: dict[str, list[str]] = {}
     for builder in BUILDERS:
         result = builder(out_dir, seed=seed)
-        summary[result["dataset"]] = {k: v for k, v in result.items() if k != "photos"}
+        summary[result["dataset"]] = {k: v for k, v in result.items() if k not in ("dataset", "photos")}
         for photo in result["photos"]:
             used.setdefault(photo, []).append(result["dataset"])
     (out_dir / "ATTRIBUTION.md").write_text(attribution_markdown(used))

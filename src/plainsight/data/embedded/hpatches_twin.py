@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from plainsight.data.embedded.photos import PHOTOS
-from plainsight.data.hpatches import FOLDER
+from plainsight.data.hpatches import FOLDER, load_pairs
 
 SIZE = (160, 120)  # (W, H) of every image
 CONTEXT = 2  # the photo is resized to CONTEXT × SIZE; image 1 is its centre crop
@@ -149,9 +149,12 @@ def build_hpatches_twin(out_dir: Path, seed: int = 0) -> dict:
                 _write_h(seq / f"H_1_{k}", H)
                 files += 2
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    from plainsight.tasks.low_level_matching import build_items  # the task imports this package's loader
+
     return {
         "dataset": FOLDER,
         "sequences": len(V_PHOTOS) + len(I_PHOTOS),
+        "items": {"low_level_matching": len(build_items(load_pairs(out_dir), seed=seed))},
         "files": files,
         "bytes": size,
         "photos": list(V_PHOTOS + I_PHOTOS),

@@ -57,7 +57,8 @@ PHOTOS: dict[str, Photo] = {
     p.name: p
     for p in [
         Photo("astronaut", "scikit-image (skimage.data.astronaut)", "Eileen Collins, NASA Great Images database",
-              "NASA photograph, public domain (U.S. government work); skimage states no restriction", _skimage("astronaut")),
+              "public domain — \"No known copyright restrictions, released into the public domain.\" "
+              "(skimage docstring)", _skimage("astronaut")),
         Photo("coffee", "scikit-image (skimage.data.coffee)", "photograph by Rachel Michetti",
               "CC0 — \"No copyright restrictions. CC0 by the photographer\" (skimage docstring)", _skimage("coffee")),
         Photo("chelsea", "scikit-image (skimage.data.chelsea)", "photograph by Stefan van der Walt",
@@ -74,12 +75,15 @@ PHOTOS: dict[str, Photo] = {
         Photo("china", "scikit-learn (sklearn.datasets.load_sample_image('china.jpg'))", "Flickr, danielbuechele",
               "CC BY 2.0 — \"Released under a creative commons license\" (sklearn datasets/images/README.txt)",
               _sklearn("china.jpg")),
-        Photo("flower", "scikit-learn (sklearn.datasets.load_sample_image('flower.jpg'))", "Flickr, vultilion",
+        Photo("flower", "scikit-learn (sklearn.datasets.load_sample_image('flower.jpg'))",
+              "Flickr, vultilion (the README's attribution line repeats danielbuechele; its link is vultilion's)",
               "CC BY 2.0 — \"Released under a creative commons license\" (sklearn datasets/images/README.txt)",
               _sklearn("flower.jpg")),
         Photo("grace_hopper", "matplotlib (cbook.get_sample_data('grace_hopper.jpg'))",
               "official U.S. Navy portrait of Grace Hopper",
-              "public domain (U.S. government work); matplotlib's sample-data README states no licence",
+              "not stated by matplotlib (sample_data/README.txt gives no licence); ships in the matplotlib "
+              "distribution under its LICENSE; the original is a U.S. Navy portrait, a U.S. government work "
+              "(our reading, not the package's statement)",
               _matplotlib("grace_hopper.jpg")),
     ]
 }  # fmt: skip
