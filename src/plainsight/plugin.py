@@ -34,6 +34,7 @@ from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VL
 log = logging.getLogger("plainsight")
 
 RECORDS_PROPERTY = "plainsight.records"
+ROLE_PROBE = "probe"
 STATE_KEY = pytest.StashKey["PluginState"]()
 
 
@@ -186,7 +187,7 @@ def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    wanted = [name for name in ("vision_case", "vlm_case") if name in metafunc.fixturenames]
+    wanted = [name for name in ("vision_case", "vlm_case", "probe_case") if name in metafunc.fixturenames]
     if not wanted:
         return
     marker = metafunc.definition.get_closest_marker("plainsight_family")
@@ -198,7 +199,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     kind = "encoder" if wanted[0] == "vision_case" else "vlm"
-    role = ROLE_VISION if kind == "encoder" else ROLE_VLM
+    role = {"vision_case": ROLE_VISION, "vlm_case": ROLE_VLM, "probe_case": ROLE_PROBE}[wanted[0]]
     params = []
     for task in _family_tasks(state, marker.args[0]):
         for entry in sorted(entries.values(), key=lambda e: e.name):
@@ -216,10 +217,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     An eval test whose role has no model in the matrix (e.g. ``--models`` picked only VLMs) is deselected.
     """
     state: PluginState = config.stash[STATE_KEY]
-    empty = [it for it in items if _is_empty_case(it)]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [it for it in items if not _is_empty_case(it)]
+    # Layer-wise probes are an analysis: they run when asked for with `-m probe`.
+    probes_wanted = "probe" in (config.getoption("markexpr", "") or "")
+    dropped = [it for it in items if _is_empty_case(it) or (not probes_wanted and it.get_closest_marker("probe"))]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [it for it in items if it not in dropped]
 
     def key(item: pytest.Item) -> tuple:
         case = _case_of(item)
@@ -234,7 +237,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _is_empty_case(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return callspec is not None and any(
-        name in callspec.params and not isinstance(callspec.params[name], Case) for name in ("vision_case", "vlm_case")
+        name in callspec.params and not isinstance(callspec.params[name], Case)
+        for name in ("vision_case", "vlm_case", "probe_case")
     )
 
 
@@ -242,7 +246,7 @@ def _case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
-    for name in ("vision_case", "vlm_case"):
+    for name in ("vision_case", "vlm_case", "probe_case"):
         value = callspec.params.get(name)
         if isinstance(value, Case):  # an empty matrix parametrizes with a NOTSET placeholder
             return value
@@ -256,6 +260,11 @@ def vision_case(request: pytest.FixtureRequest) -> Case:
 
 @pytest.fixture
 def vlm_case(request: pytest.FixtureRequest) -> Case:
+    return request.param
+
+
+@pytest.fixture
+def probe_case(request: pytest.FixtureRequest) -> Case:
     return request.param
 
 
@@ -305,6 +314,33 @@ class Harness:
         self._attach([record, *extra])
         return record
 
+    def probe(self, case: Case) -> dict[str, Any]:
+        """The per-layer readout series of a VLM (``-m probe``); gated for integrity only."""
+        from plainsight.probing import layer_series
+        from plainsight.scoring import wilson_interval
+        from plainsight.tasks import get_task
+
+        runner = self.state.runner
+        try:
+            items = runner.items(case.task)
+            series = layer_series(runner.model(case.model), get_task(case.task), items)
+        except (DatasetNotFound, ModelUnavailable, ConfigError) as exc:
+            self._skip(case, f"no layer-wise probe for {case.model}: {exc}")
+        best = max(series, key=lambda p: (p["accuracy"] or 0.0, -p["layer"]))
+        n, correct = best["n"], best["correct"]
+        lo, hi = wilson_interval(correct, n)
+        record = _skip_record(case.task, case.model, ROLE_PROBE, "")
+        record.update(
+            n=n, n_items=len(items), correct=correct, accuracy=best["accuracy"], chance=1 / len(_choices(items)),
+            ci95=[round(lo, 6), round(hi, 6)], best_layer=best["layer"], layer_series=series,
+            invalid=len(items) - n, verdict="pass" if n else "fail",
+            reason=f"best point: {best['point']}" if n else "every item was invalid for this model",
+        )  # fmt: skip
+        self._attach([record])
+        if not n:
+            pytest.fail(record["reason"], pytrace=False)
+        return record
+
     def gate(self, record: dict[str, Any]) -> None:
         """Judge a record against thresholds.toml and turn the verdict into the test outcome."""
         entry = self.state.all_entries[record["model"]]
@@ -352,7 +388,7 @@ class Harness:
         self.node.user_properties.append((RECORDS_PROPERTY, records))
 
     def _skip(self, case: Case, reason: str) -> None:
-        roles = [case.role] if case.role == ROLE_VISION else [ROLE_VLM]
+        roles = [case.role]
         self._attach([_skip_record(case.task, case.model, role, reason) for role in roles])
         pytest.skip(reason)
 

@@ -163,6 +163,12 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
     out.append("|" + "---|" * len(SUMMARY_HEADER))
     for row in summary_rows(records):
         out.append("| " + " | ".join(row) + " |")
+    probes = [r for r in sort_records(records) if r.get("layer_series")]
+    if probes:
+        out += ["", "## Layer-wise readout (accuracy per point: pre-LLM, then each LLM layer)", ""]
+        for r in probes:
+            points = ", ".join(f"{p['layer']}: {_pct(p['accuracy'])}" for p in r["layer_series"])
+            out.append(f"- **{r['task']} × {r['model']}**: {points} (best {r['best_layer']}, n={r['n']})")
     failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail")]
     if failing:
         out.append("")

@@ -108,7 +108,7 @@ class HFVLM:
         full_ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
         if full_ids[: len(prompt_ids)] != prompt_ids:
             raise RuntimeError(f"{self.name}: tokenizing the answer changes the prompt's tokens; cannot locate the answer")
-        answer = full_ids[len(prompt_ids) - 1 :]
+        answer = full_ids[len(prompt_ids) :]
         if not answer:
             raise RuntimeError(f"{self.name}: the answer {letter!r} adds no tokens")
         return answer

@@ -1,0 +1,80 @@
+"""Layer-wise probing: the task's vision readout applied to the VLM's image-token states at every LLM layer.
+
+One forward per item with hidden states; the image tokens of each image are mapped back to
+its patch grid, and the readout runs per layer. Point 0 is the pre-LLM state (the projector
+output placed in the input embeddings), points 1..L the LLM layers. Supported grids: the
+LLaVA family's fixed square grid; other families raise ConfigError (skip with the reason).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from plainsight import geometry
+from plainsight.errors import ConfigError
+from plainsight.items import Item
+from plainsight.models.encoders import Features
+from plainsight.models.vlms import HFVLM, VLMRequest
+from plainsight.readouts import READOUTS
+from plainsight.scoring import choose
+
+SUPPORTED = ("llava",)
+
+
+def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tensor]]:
+    """[layer][image] → (C, gh, gw) hidden states at each image's tokens (layer 0 = input embeddings)."""
+    config = vlm.model.config
+    if config.model_type not in SUPPORTED or not isinstance(vlm, HFVLM):
+        raise ConfigError(f"{vlm.name}: layer-wise probing supports {SUPPORTED} image-token grids, not {config.model_type!r}")
+    inputs = vlm._inputs([request], ())
+    with torch.inference_mode():
+        hidden = vlm.model(**inputs, output_hidden_states=True).hidden_states
+    vlm.forward_count += 1
+    positions = (inputs["input_ids"][0] == config.image_token_id).nonzero().squeeze(-1)
+    per_image = len(positions) // len(request.images)
+    side = math.isqrt(per_image)
+    if side * side != per_image or per_image * len(request.images) != len(positions):
+        raise ConfigError(f"{vlm.name}: {len(positions)} image tokens for {len(request.images)} images is not a square grid each")
+    states = []
+    for layer in hidden:
+        tokens = layer[0, positions].float().cpu()
+        states.append([t.reshape(side, side, -1).permute(2, 0, 1) for t in tokens.split(per_image)])
+    return states
+
+
+def layer_series(vlm: HFVLM, task: Any, items: list[Item]) -> list[dict[str, Any]]:
+    """Per layer: n, correct, accuracy of the readout on clean images (exact coordinates)."""
+    readout = READOUTS[task.readout]
+    spec = geometry.spec_from_hf(vlm.processor.image_processor)
+    correct: list[int] = []
+    n = 0
+    for item in items:
+        images = item.load_images()
+        transforms = [geometry.plan(spec, im.size) for im in images]
+        states = image_token_states(vlm, VLMRequest(images, item.prompt, item.choices))
+        if not correct:
+            correct = [0] * len(states)
+        valid = True
+        for layer, grids in enumerate(states):
+            feats = [Features(grid, grid.mean(dim=(1, 2)), t) for grid, t in zip(grids, transforms)]
+            result = readout(_Named(vlm.name, spec), item, feats)
+            if result.scores is None:
+                valid = False
+                break
+            correct[layer] += choose(result.scores, item.choices).letter == item.gold
+        n += valid
+    return [
+        {"layer": i, "point": "pre-LLM" if i == 0 else f"LLM layer {i}", "n": n, "correct": c,
+         "accuracy": round(c / n, 6) if n else None}
+        for i, c in enumerate(correct)
+    ]  # fmt: skip
+
+
+class _Named:
+    """What a readout needs to know about the 'encoder' behind precomputed features."""
+
+    def __init__(self, name: str, spec: Any):
+        self.name, self.spec = name, spec
