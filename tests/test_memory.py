@@ -40,7 +40,7 @@ def test_release_returns_the_models_memory(tmp_path: Path):
     before = rss_mb()
     runner.model("one").encode([image])  # weights may be memory-mapped: a forward makes them resident
     loaded = rss_mb()
-    assert loaded - before > 50  # the weights are resident
+    assert loaded - before > 25  # the weights are resident
     runner.model("two").encode([image])  # releases "one" first
     both = rss_mb()
     runner.release()
