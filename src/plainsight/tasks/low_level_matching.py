@@ -48,8 +48,10 @@ def corner_points(gray: np.ndarray, count: int, *, margin: int, nms: int = 7) ->
     gy, gx = np.gradient(gray.astype(np.float64))
 
     def box(a: np.ndarray, k: int = 5) -> np.ndarray:
+        """k×k mean filter through an integral image (edge-padded)."""
         padded = np.pad(a, k // 2, mode="edge")
-        return sliding_window_view(padded, (k, k)).mean(axis=(-1, -2))
+        integral = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return (integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]) / (k * k)
 
     sxx, syy, sxy = box(gx * gx), box(gy * gy), box(gx * gy)
     trace_half = (sxx + syy) / 2
