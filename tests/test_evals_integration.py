@@ -153,7 +153,7 @@ def test_missing_model_is_a_skip_naming_the_fix(eval_project: pytest.Pytester):
         '[models.ghost]\nkind = "encoder"\nsource = "./no/such/folder"\n'
     )
     result, results = run_evals(eval_project)
-    result.assert_outcomes(skipped=1, deselected=1)  # test_vlm has no VLM in this matrix
+    result.assert_outcomes(skipped=1, deselected=2)  # test_vlm and test_probe: no VLM in this matrix
     rec = by_key(results)[("low_level_matching", "ghost", "vision")]
     assert rec["verdict"] == "skip" and "no/such/folder" in rec["reason"]
 
@@ -171,7 +171,7 @@ def test_a_declared_known_gap_is_reported_as_xfail(eval_project: pytest.Pytester
         THRESHOLDS + '\n[models.constant-a.low_level_matching]\nexpect = "xfail"\nreason = "known letter prior"\n'
     )
     result, results = run_evals(eval_project, "-k", "constant-a or pixels")
-    result.assert_outcomes(passed=1, xfailed=1, deselected=3)
+    result.assert_outcomes(passed=1, xfailed=1, deselected=7)  # -k, and the probes (not asked for with -m probe)
     rec = by_key(results)[("low_level_matching", "constant-a", "vlm")]
     assert rec["verdict"] == "xfail" and rec["reason"].startswith("expected: known letter prior")
 

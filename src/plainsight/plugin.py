@@ -155,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "plainsight_family(name): eval module for the tasks of a task family")
     # pytest-xdist registers this too; declared here so runs with `-p no:xdist` stay warning-free.
     config.addinivalue_line("markers", "xdist_group(name): keep tests of one model on one xdist worker")
+    config.addinivalue_line("markers", "probe: layer-wise probing evals (run with -m probe)")
     state = PluginState(config)
     config.stash[STATE_KEY] = state
     if not state.is_worker:
