@@ -3,7 +3,12 @@
 Every encoder returns, per image, :class:`Features`: the patch tokens as a
 (C, gh, gw) grid (CLS and register tokens removed), a pooled feature, and the
 :class:`~plainsight.geometry.PointTransform` from the source image's pixels to the
-model input, so readouts sample features at exactly where a point went.
+model input, so readouts sample features exactly where a point went.
+
+Layer selection (``feature_layer``) follows transformers' ``hidden_states`` indexing
+for every backend: 0 is the patch embedding, ``i`` the output of block ``i``
+(1-based), -1 the last block's output and -2 the second-to-last block's (LLaVA's
+``vision_feature_layer``). ``None`` means the model's final output (see each class).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from plainsight import geometry
-from plainsight.errors import ModelUnavailable
+from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.geometry import PointTransform, PreprocessSpec
 from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
@@ -26,6 +31,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name ("float32", "bfloat16", "float16") or itself."""
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
@@ -36,24 +42,72 @@ def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 @dataclass
 class Features:
-    patches: torch.Tensor  # (C, gh, gw) float32 on CPU
-    pooled: torch.Tensor  # (C,)
-    transform: PointTransform  # source pixels -> model input pixels (gw·patch × gh·patch)
+    """One image's features: ``patches`` (C, gh, gw) and ``pooled`` (C,), float32 on CPU.
+
+    ``transform`` maps source-image pixels to model-input pixels; the input is
+    ``gw·patch × gh·patch`` pixels, so ``transform.to_grid`` addresses ``patches`` directly.
+    """
+
+    patches: torch.Tensor
+    pooled: torch.Tensor
+    transform: PointTransform
 
 
 class Encoder(Protocol):
     name: str
     spec: PreprocessSpec
 
-    def encode(self, images: list[Image.Image]) -> list[Features]: ...
+    def encode(self, images: list[Image.Image]) -> list[Features]:
+        """Batched forward(s); one Features per image, in order."""
+        ...
+
+
+def _hidden_state_index(feature_layer: int | None, n_blocks: int, name: str) -> int | None:
+    """``feature_layer`` as a non-negative index into ``hidden_states`` (n_blocks + 1 entries)."""
+    if feature_layer is None:
+        return None
+    index = feature_layer + n_blocks + 1 if feature_layer < 0 else feature_layer
+    if not 0 <= index <= n_blocks:
+        raise ConfigError(
+            f"{name}: feature_layer = {feature_layer} is out of range for a model with {n_blocks} blocks "
+            f"(use -{n_blocks + 1}..{n_blocks}, or leave it unset for the final output)"
+        )
+    return index
+
+
+def _grid(tokens: torch.Tensor, n_prefix: int, gh: int, gw: int, name: str, what: str) -> torch.Tensor:
+    """(B, prefix + gh·gw, C) tokens → (B, C, gh, gw) float32 CPU patches, checking the token count."""
+    if tokens.shape[1] != n_prefix + gh * gw:
+        raise RuntimeError(
+            f"{name}: {tokens.shape[1]} tokens for {what}; expected {n_prefix} prefix (CLS/register) + "
+            f"{gh}x{gw} patch tokens"
+        )
+    return tokens[:, n_prefix:].float().reshape(tokens.shape[0], gh, gw, -1).permute(0, 3, 1, 2).contiguous().cpu()
+
+
+def _input_grid(name: str, height: int, width: int, patch: tuple[int, int]) -> tuple[int, int]:
+    """(gh, gw) of an input of ``height`` x ``width`` pixels cut into (ph, pw) patches, which must tile it exactly."""
+    ph, pw = patch
+    if height % ph or width % pw:
+        raise RuntimeError(
+            f"{name}: model input {width}x{height} is not a whole number of {pw}x{ph}-pixel patches, so points "
+            "cannot be mapped onto the patch grid"
+        )
+    return height // ph, width // pw
 
 
 class HFEncoder:
-    """A transformers vision backbone: DINOv2 (with or without registers), CLIP / SigLIP vision towers, ViT.
+    """A transformers vision backbone: DINOv2 (with or without registers), CLIP / SigLIP towers, ViT.
 
-    ``feature_layer=None`` takes ``last_hidden_state`` (after the final layernorm for
-    DINOv2 and ViT; CLIP/SigLIP apply no norm there); an int indexes ``hidden_states``
-    (0 = embeddings, -2 = the second-to-last block's output, as LLaVA feeds its projector).
+    ``feature_layer=None`` takes ``last_hidden_state``: after the final layernorm for DINOv2,
+    ViT and SigLIP (whose ``post_layernorm`` covers every token), the last block's raw output
+    for CLIP (whose ``post_layernorm`` only touches the pooled CLS). An int indexes
+    ``hidden_states`` (0 = embeddings, -1 = last block output *before* any final norm,
+    -2 = second-to-last block, as LLaVA feeds its projector).
+
+    ``pooled`` does not depend on ``feature_layer``: CLIP's and SigLIP's ``pooler_output``
+    (the post-layernormed CLS; the attention-pooling head), otherwise the CLS token of
+    ``last_hidden_state`` (DINOv2, ViT), or the mean patch token for a model without either.
     """
 
     def __init__(
@@ -70,12 +124,17 @@ class HFEncoder:
         self.name = name
         self.model = _vision_tower(model).to(device=device, dtype=dtype).eval()
         self.image_processor = image_processor
-        self.feature_layer = feature_layer
-        self.device, self.dtype, self.batch_size = device, dtype, batch_size
-        self.spec = geometry.spec_from_hf(image_processor)
+        self.device, self.dtype, self.batch_size = device, dtype, max(1, int(batch_size))
+        try:
+            self.spec = geometry.spec_from_hf(image_processor)
+        except NotImplementedError as exc:
+            raise ConfigError(f"{name}: cannot map points through this image processor ({exc})") from None
         config = self.model.config
-        self.patch_size = int(getattr(config, "patch_size"))
-        self.num_prefix = _num_prefix_tokens(self.model)
+        self.model_type = str(getattr(config, "model_type", ""))
+        self.patch_size = int(config.patch_size)
+        self.num_prefix = _num_prefix_tokens(config)
+        self.feature_layer = feature_layer
+        self._layer_index = _hidden_state_index(feature_layer, int(config.num_hidden_layers), name)
 
     @classmethod
     def from_pretrained(
@@ -91,6 +150,7 @@ class HFEncoder:
         local_files_only: bool = True,
         batch_size: int = 8,
     ) -> "HFEncoder":
+        """Load model and image processor from a local folder or the local HF cache (never downloads by default)."""
         from transformers import AutoImageProcessor, AutoModel
 
         kwargs = dict(revision=revision, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
@@ -108,81 +168,106 @@ class HFEncoder:
             batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
             pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
             pixels = pixels.to(device=self.device, dtype=self.dtype)
-            result = self.model(pixel_values=pixels, output_hidden_states=self.feature_layer is not None)
-            tokens = result.last_hidden_state if self.feature_layer is None else result.hidden_states[self.feature_layer]
-            h_in, w_in = pixels.shape[-2:]
-            gh, gw = h_in // self.patch_size, w_in // self.patch_size
-            if tokens.shape[1] != self.num_prefix + gh * gw:
-                raise RuntimeError(
-                    f"{self.name}: {tokens.shape[1]} tokens for a {w_in}x{h_in} input; expected "
-                    f"{self.num_prefix} prefix + {gh}x{gw} patches (patch size {self.patch_size})"
-                )
-            patches = tokens[:, self.num_prefix :].float().reshape(len(batch), gh, gw, -1).permute(0, 3, 1, 2).cpu()
-            if self.num_prefix:
-                pooled = tokens[:, 0].float().cpu()
+            result = self.model(pixel_values=pixels, output_hidden_states=self._layer_index is not None)
+            if self._layer_index is None:
+                tokens = result.last_hidden_state
             else:
-                pooler = getattr(result, "pooler_output", None)
-                pooled = (pooler if pooler is not None else tokens.mean(dim=1)).float().cpu()
-            for im, grid, pool in zip(batch, patches, pooled):
+                tokens = result.hidden_states[self._layer_index]
+            h_in, w_in = pixels.shape[-2:]
+            gh, gw = _input_grid(self.name, h_in, w_in, (self.patch_size, self.patch_size))
+            grids = _grid(tokens, self.num_prefix, gh, gw, self.name, f"a {w_in}x{h_in} input")
+            pooled = self._pooled(result).float().cpu()
+            for im, grid, pool in zip(batch, grids, pooled):
                 transform = geometry.plan(self.spec, im.size)
                 if transform.out_size != (w_in, h_in):
                     raise RuntimeError(
-                        f"{self.name}: preprocessing model predicts {transform.out_size}, processor produced {(w_in, h_in)}"
+                        f"{self.name}: the preprocessing model ({self.spec.describe()}) predicts a "
+                        f"{transform.out_size[0]}x{transform.out_size[1]} input for a {im.width}x{im.height} image, "
+                        f"but the processor produced {w_in}x{h_in}"
                     )
                 out.append(Features(grid, pool, transform))
         return out
 
+    def _pooled(self, result: Any) -> torch.Tensor:
+        pooler = getattr(result, "pooler_output", None)
+        if pooler is not None and self.model_type.startswith(("clip", "siglip")):
+            return pooler
+        if self.num_prefix:
+            return result.last_hidden_state[:, 0]
+        return result.last_hidden_state.mean(dim=1)
+
 
 def _vision_tower(model: Any) -> Any:
     """The vision part of a dual-encoder checkpoint (CLIPModel, SiglipModel), or the model itself."""
-    return getattr(model, "vision_model", None) if hasattr(model, "text_model") else model
+    if hasattr(model, "text_model") and hasattr(model, "vision_model"):
+        return model.vision_model
+    return model
 
 
-def _num_prefix_tokens(model: Any) -> int:
-    config = model.config
-    model_type = getattr(config, "model_type", "")
-    if model_type.startswith("siglip"):
+def _num_prefix_tokens(config: Any) -> int:
+    """Tokens before the patch tokens: CLS (none for SigLIP) plus DINOv2's register tokens."""
+    if str(getattr(config, "model_type", "")).startswith("siglip"):
         return 0
     return 1 + int(getattr(config, "num_register_tokens", 0) or 0)
 
 
 class TimmEncoder:
-    """A timm ViT; weights come from a local file (``options.checkpoint``), never the hub."""
+    """A timm ViT; weights come from a local file (``options.checkpoint``), never the hub.
+
+    The input is timm's own eval transform for the model's data config.
+    ``feature_layer=None``: ``forward_features`` (after the final norm); an int: the output
+    of that block via ``forward_intermediates`` (no norm), indexed like ``hidden_states``
+    (-1 = last block, -2 = second-to-last; 0, the embeddings, is not available from timm).
+    ``pooled`` is ``forward_head(pre_logits=True)`` of the final features (CLS or the
+    model's global pool). Prefix tokens (CLS, registers) are dropped via ``num_prefix_tokens``.
+    """
 
     def __init__(self, name: str, model: Any, *, feature_layer: int | None = None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, batch_size: int = 8):  # fmt: skip
+                 dtype: torch.dtype = torch.float32, batch_size: int = 8, model_id: str | None = None):  # fmt: skip
         import timm.data
 
         self.name = name
         self.model = model.to(device=device, dtype=dtype).eval()
-        self.feature_layer = feature_layer
-        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.device, self.dtype, self.batch_size = device, dtype, max(1, int(batch_size))
+        if not hasattr(model, "patch_embed") or not hasattr(model, "forward_intermediates"):
+            raise ConfigError(f"{name}: TimmEncoder supports timm ViTs (patch_embed + forward_intermediates)")
+        model_id = model_id or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
         # The model's own input size wins over its pretrained_cfg (they differ when img_size is overridden).
-        overrides = {"input_size": (3, *model.patch_embed.img_size)} if hasattr(model, "patch_embed") else {}
-        config = timm.data.resolve_data_config(overrides, model=model)
+        config = timm.data.resolve_data_config({"input_size": (3, *model.patch_embed.img_size)}, model=model)
         self.transform = timm.data.create_transform(**config, is_training=False)
-        self.spec = geometry.spec_from_timm(config)
+        self.spec = geometry.spec_from_timm(config, source=f"timm:{model_id}")
+        self.patch_size = tuple(int(p) for p in model.patch_embed.patch_size)
         self.num_prefix = int(getattr(model, "num_prefix_tokens", 1))
+        self.feature_layer = feature_layer
+        index = _hidden_state_index(feature_layer, len(model.blocks), name)
+        if index == 0:
+            raise ConfigError(f"{name}: feature_layer = {feature_layer} (the patch embedding) is not available from timm")
+        self._block = None if index is None else index - 1
 
     @classmethod
     def from_entry(cls, entry: ModelEntry, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "TimmEncoder":
+        """Build ``timm:<id>`` with ``options.model_kwargs`` and load ``options.checkpoint`` (safetensors or weights-only .pth)."""
         import timm
 
         model_id = entry.source.removeprefix("timm:")
         checkpoint = entry.options.get("checkpoint")
         if not checkpoint:
             raise ModelUnavailable(
-                f"timm model {model_id} needs local weights: download them on a machine with hub access "
-                "(e.g. timm.create_model(id, pretrained=True) then save_file(model.state_dict(), 'w.safetensors')) "
-                f"and set options.checkpoint in [models.{entry.name}]"
+                f"timm model {model_id} needs local weights (the suite never downloads): on a machine with hub access "
+                f"run `timm.create_model('{model_id}', pretrained=True)` and save its state_dict with "
+                "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'), then set "
+                f"options.checkpoint = \"weights.safetensors\" in [models.{entry.name}]"
             )
-        path = (entry.base_dir / checkpoint).resolve()
+        path = (entry.base_dir / Path(checkpoint).expanduser()).resolve()
         if not path.is_file():
             raise ModelUnavailable(f"{path}: checkpoint for timm model {model_id} not found ([models.{entry.name}] options.checkpoint)")
-        model = timm.create_model(model_id, pretrained=False, num_classes=0, **entry.options.get("model_kwargs", {}))
-        state = _load_state_dict(path)
-        model.load_state_dict(state, strict=False)
-        return cls(entry.name, model, feature_layer=entry.feature_layer, device=device, dtype=dtype, batch_size=entry.batch_size)
+        try:
+            model = timm.create_model(model_id, pretrained=False, num_classes=0, **entry.options.get("model_kwargs", {}))
+        except (RuntimeError, TypeError, ValueError) as exc:  # timm raises RuntimeError for an unknown id
+            raise ConfigError(f"[models.{entry.name}] source {entry.source!r}: cannot build the timm model ({exc})") from None
+        _load_weights(model, path, entry.name)
+        return cls(entry.name, model, feature_layer=entry.feature_layer, device=device, dtype=dtype,
+                   batch_size=entry.batch_size, model_id=model_id)  # fmt: skip
 
     @torch.inference_mode()
     def encode(self, images: list[Image.Image]) -> list[Features]:
@@ -190,44 +275,62 @@ class TimmEncoder:
         for start in range(0, len(images), self.batch_size):
             batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
             x = torch.stack([self.transform(im) for im in batch]).to(device=self.device, dtype=self.dtype)
-            if self.feature_layer is None:
-                tokens = self.model.forward_features(x)
-                pooled = self.model.forward_head(tokens, pre_logits=True).float().cpu()
-                grids = tokens[:, self.num_prefix :]
-                ph, pw = self.model.patch_embed.patch_size
-                gh, gw = x.shape[-2] // ph, x.shape[-1] // pw
-                grids = grids.float().reshape(len(batch), gh, gw, -1).permute(0, 3, 1, 2).cpu()
+            h_in, w_in = x.shape[-2:]
+            gh, gw = _input_grid(self.name, h_in, w_in, self.patch_size)
+            if self._block is None:
+                final = self.model.forward_features(x)
+                grids = _grid(final, self.num_prefix, gh, gw, self.name, f"a {w_in}x{h_in} input")
             else:
-                n_blocks = len(self.model.blocks)
-                index = self.feature_layer % n_blocks
-                grids = self.model.forward_intermediates(x, indices=[index], intermediates_only=True, output_fmt="NCHW")[0]
-                grids = grids.float().cpu()
-                pooled = grids.mean(dim=(-1, -2))
+                final, inter = self.model.forward_intermediates(x, indices=[self._block], output_fmt="NCHW")
+                grids = inter[0].float().cpu()
+                if tuple(grids.shape[-2:]) != (gh, gw):
+                    raise RuntimeError(f"{self.name}: block output grid {tuple(grids.shape[-2:])} != {(gh, gw)}")
+            pooled = self.model.forward_head(final, pre_logits=True).float().cpu()
             for im, grid, pool in zip(batch, grids, pooled):
-                out.append(Features(grid, pool, geometry.plan(self.spec, im.size)))
+                transform = geometry.plan(self.spec, im.size)
+                if transform.out_size != (w_in, h_in):
+                    raise RuntimeError(
+                        f"{self.name}: the preprocessing model ({self.spec.describe()}) predicts "
+                        f"{transform.out_size} for a {im.size} image, but timm's transform produced {(w_in, h_in)}"
+                    )
+                out.append(Features(grid, pool, transform))
         return out
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def _load_weights(model: Any, path: Path, entry_name: str) -> None:
+    """Load a state dict (safetensors, or a .pth read with weights_only=True) strictly, minus the classifier."""
+    from timm.models import load_state_dict
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ConfigError(f"{path}: cannot read the checkpoint ([models.{entry_name}] options.checkpoint): {exc}") from None
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
+    classifiers = classifier if isinstance(classifier, (list, tuple)) else [classifier]
+    state = {k: v for k, v in state.items() if not any(k.startswith(f"{c}.") for c in classifiers)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"{path}: checkpoint does not match the model ([models.{entry_name}]): missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]} — check source and options.model_kwargs"
+        )
 
 
 class PixelsEncoder:
     """Training-free sanity baseline: normalised cross-correlation of raw grey-level windows.
 
-    The image is resized so its long side is ``work_size``; the feature at each pixel is
-    its ``window``×``window`` neighbourhood, zero-mean and L2-normalised, so the cosine
-    similarity of two features is their NCC (invariant to affine brightness changes).
+    The image is resized so its long side is ``work_size`` (aspect kept); the feature at each
+    pixel is its ``window``×``window`` grey-level neighbourhood (reflection-padded at the
+    border), zero-mean and L2-normalised, so the cosine similarity of two features is their NCC
+    (invariant to affine brightness changes). ``pooled`` is the mean RGB colour of an 8×8 thumbnail.
     """
 
     def __init__(self, name: str = "pixels", *, work_size: int = 128, window: int = 9):
+        if window < 1 or window % 2 == 0:
+            raise ConfigError(f"{name}: window must be an odd positive number of pixels, got {window}")
         self.name = name
-        self.window = window
-        self.spec = PreprocessSpec("longest_edge", work_size, resample=Image.Resampling.BILINEAR, source="pixels")
+        self.window = int(window)
+        self.spec = PreprocessSpec("longest_edge", int(work_size), resample=Image.Resampling.BILINEAR, source="pixels")
 
     def encode(self, images: list[Image.Image]) -> list[Features]:
         out = []
@@ -235,21 +338,29 @@ class PixelsEncoder:
             work = geometry.apply(self.spec, im)
             gray = torch.from_numpy(np.asarray(work.convert("L"), dtype=np.float32) / 255.0)[None, None]
             pad = self.window // 2
-            padded = F.pad(gray, (pad, pad, pad, pad), mode="reflect")
+            # Reflection needs the image to be larger than the pad; tiny slivers fall back to edge replication.
+            mode = "reflect" if min(work.size) > pad else "replicate"
+            padded = F.pad(gray, (pad, pad, pad, pad), mode=mode)
             windows = F.unfold(padded, self.window)[0]  # (window², H·W)
             windows = windows - windows.mean(dim=0, keepdim=True)
             windows = windows / windows.norm(dim=0, keepdim=True).clamp_min(1e-6)
             patches = windows.reshape(-1, work.height, work.width)
-            thumb = torch.from_numpy(np.asarray(work.resize((8, 8)), dtype=np.float32) / 255.0)
+            thumb = torch.from_numpy(np.asarray(work.resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
             out.append(Features(patches, thumb.mean(dim=(0, 1)), geometry.plan(self.spec, im.size)))
         return out
 
 
 def load_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> Encoder:
-    """The encoder an entry names; a model that is not present raises ModelUnavailable with the fix."""
+    """The encoder an entry names: "pixels", "timm:<id>", a local folder, or an HF id in the local cache.
+
+    A model that is not present raises ModelUnavailable saying how to provide it.
+    """
     source = entry.resolved_source()
     if source == "pixels":
-        return PixelsEncoder(entry.name, **entry.options)
+        try:
+            return PixelsEncoder(entry.name, **entry.options)
+        except TypeError as exc:
+            raise ConfigError(f"[models.{entry.name}] options: {exc} (pixels takes work_size, window)") from None
     if source.startswith("timm:"):
         return TimmEncoder.from_entry(entry, device=device, dtype=torch_dtype(dtype))
     missing = missing_local_folder(entry)

@@ -1,8 +1,12 @@
 """Correspondence readout: the candidate whose feature is most similar to REF's.
 
-Features are L2-normalised and bilinearly sampled (``align_corners=False``) at each
-point mapped through the encoder's own preprocessing; the readout never sees drawn
-markers. A point the preprocessing crops away makes the item invalid for that encoder.
+Item layout: ``item.images[0].points["REF"]`` and ``item.images[1].points[letter]``
+for every letter in ``item.choices``, in exact coordinates on the clean images (the
+readout never sees drawn markers). Each feature map is L2-normalised per cell, then
+sampled bilinearly (``align_corners=False``) where the point went through the
+encoder's own preprocessing; the score of a candidate is the cosine similarity of its
+sampled feature with REF's. A point that the preprocessing crops away makes the item
+invalid for that encoder: it is reported, never shifted.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
+from plainsight.errors import DataError
 from plainsight.geometry import sample_points
 from plainsight.items import Item
 from plainsight.models.encoders import Encoder, Features
@@ -19,32 +25,53 @@ from plainsight.models.encoders import Encoder, Features
 
 @dataclass
 class ReadoutResult:
-    scores: dict[str, float] | None  # per choice letter; None when the item is invalid for this encoder
+    """Per-choice scores (higher = more likely), or None with the reason the item is invalid for this encoder."""
+
+    scores: dict[str, float] | None
     invalid_reason: str | None = None
 
 
 def correspondence_readout(encoder: Encoder, item: Item, features: list[Features] | None = None) -> ReadoutResult:
-    """Cosine similarity of REF's feature (image 1) with each candidate's (image 2)."""
+    """Cosine similarity of REF's feature (image 1) with each candidate's (image 2).
+
+    ``features`` are the encoder's outputs for ``item.load_images()`` when precomputed
+    (the harness caches them by image hash); otherwise the images are encoded here.
+    """
+    if len(item.images) < 2:
+        raise DataError(f"item {item.id}: a correspondence item needs 2 images, it has {len(item.images)}")
+    labelled = [("REF", 0, _point(item, 0, "REF"))] + [(letter, 1, _point(item, 1, letter)) for letter in item.choices]
     if features is None:
         features = encoder.encode(item.load_images())
-    ref_image, target_image = item.images[0], item.images[1]
-    ref_feats, target_feats = features[0], features[1]
-    labelled = [("REF", ref_image.points["REF"], ref_feats)] + [
-        (letter, target_image.points[letter], target_feats) for letter in item.choices
-    ]
-    for label, point, feats in labelled:
-        if not feats.transform.contains(point):
+    if len(features) < 2:
+        raise ValueError(f"item {item.id}: {len(features)} feature maps given for its 2 images")
+    for label, index, point in labelled:
+        if not features[index].transform.contains(point):
+            spec = getattr(encoder, "spec", None)
+            how = spec.describe() if hasattr(spec, "describe") else "its preprocessing"
             return ReadoutResult(
                 None,
-                f"point {label} at ({point[0]:.0f}, {point[1]:.0f}) is outside {encoder.name}'s input "
-                f"after its preprocessing ({getattr(encoder.spec, 'source', '')})",
+                f"marker {label} at ({point[0]:.1f}, {point[1]:.1f}) of image {index + 1} is cropped away by "
+                f"{encoder.name}'s preprocessing ({how})",
             )
-    ref = _sample(ref_feats, [ref_image.points["REF"]])[0]
-    candidates = _sample(target_feats, [target_image.points[letter] for letter in item.choices])
+    ref = _sample(features[0], [labelled[0][2]])[0]
+    candidates = _sample(features[1], [point for _, _, point in labelled[1:]])
     sims = (candidates @ ref).tolist()
     return ReadoutResult({letter: float(s) for letter, s in zip(item.choices, sims)})
 
 
-def _sample(feats: Features, points: list[tuple[float, float]]):
+def _point(item: Item, index: int, label: str) -> tuple[float, float]:
+    try:
+        x, y = item.images[index].points[label]
+    except KeyError:
+        raise DataError(
+            f"item {item.id}: image {index + 1} ({item.images[index].path}) has no point {label!r}; "
+            f"it has {sorted(item.images[index].points)}"
+        ) from None
+    return float(x), float(y)
+
+
+def _sample(feats: Features, points: list[tuple[float, float]]) -> torch.Tensor:
+    """(N, C) unit-length features at ``points`` (source-image pixels)."""
     grid = np.array([feats.transform.to_grid(p) for p in points], dtype=np.float32)
-    return F.normalize(sample_points(feats.patches, grid), dim=-1)
+    unit_map = F.normalize(feats.patches.float(), dim=0)
+    return F.normalize(sample_points(unit_map, grid), dim=-1)
