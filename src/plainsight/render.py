@@ -37,21 +37,26 @@ def draw_point_markers(image: Image.Image, points: Mapping[str, Point], *, radiu
     draw = ImageDraw.Draw(out)
     r = radius or marker_radius(out.size)
     width = max(1, r // 3)
-    font = _font(max(8, round(r * 2.2)))
     for label, (x, y) in points.items():
         cx, cy = x + 0.5, y + 0.5  # continuous centre of the pixel
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=RING_RED, width=width)
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        tw, th = right - left, bottom - top
-        pad = max(1, r // 3)
-        box_w, box_h = tw + 2 * pad, th + 2 * pad
-        bx = min(max(0, cx - box_w / 2), out.width - box_w)
-        by = cy - r - 2 - box_h
+        stamp = _label_stamp(label, max(8, round(r * 2.2)), max(1, r // 3))
+        bx = round(min(max(0, cx - stamp.width / 2), out.width - stamp.width))
+        by = round(cy - r - 2 - stamp.height)
         if by < 0:
-            by = cy + r + 2
-        draw.rectangle((bx, by, bx + box_w, by + box_h), fill=LABEL_BG)
-        draw.text((bx + pad - left, by + pad - top), label, fill=LABEL_FG, font=font)
+            by = round(cy + r + 2)
+        out.paste(stamp, (bx, by))
     return out
+
+
+@lru_cache(maxsize=256)
+def _label_stamp(label: str, font_size: int, pad: int) -> Image.Image:
+    """White text on a black box, rendered once per (label, size): text drawing dominates marker cost."""
+    font = _font(font_size)
+    left, top, right, bottom = font.getbbox(label)
+    stamp = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), LABEL_BG)
+    ImageDraw.Draw(stamp).text((pad - left, pad - top), label, fill=LABEL_FG, font=font)
+    return stamp
 
 
 def compose_side_by_side(

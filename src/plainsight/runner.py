@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import OrderedDict
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from plainsight import render
-from plainsight.items import Item, item_set_fingerprint
+from plainsight.items import Item, ItemImage, item_set_fingerprint
 from plainsight.models.registry import ModelEntry
 from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
@@ -31,6 +32,7 @@ log = logging.getLogger("plainsight")
 
 ROLE_VISION, ROLE_VLM, ROLE_BLIND = "vision", "vlm", "blind"
 OWN_TOWER_SUFFIX = "/own_tower"
+DECODE_CACHE_SIZE = 64  # decoded source images kept per runner (bounded: real datasets have large images)
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Runner:
         self._loaded: Any = None
         self.loads: list[str] = []  # model names in load order (tests check one load per model)
         self.placement: dict[str, str] = {}  # device and dtype of the loaded model
+        self._decode_cache: OrderedDict[tuple, Image.Image] = OrderedDict()
 
     # -- items ---------------------------------------------------------------
     def items(self, task_id: str) -> list[Item]:
@@ -207,6 +210,17 @@ class Runner:
             self._runs[key] = run
         return self._runs[key]
 
+    def _decoded(self, image: "ItemImage") -> Image.Image:
+        """A source image decoded once per run (items share images: HPatches reuses image 1 across pairs)."""
+        key = (str(image.root), image.path, tuple(image.size))
+        if key in self._decode_cache:
+            self._decode_cache.move_to_end(key)
+        else:
+            self._decode_cache[key] = image.load()
+            if len(self._decode_cache) > DECODE_CACHE_SIZE:
+                self._decode_cache.popitem(last=False)
+        return self._decode_cache[key]
+
     def _emit(self, run: RoleRun, outcome: Outcome) -> None:
         run.outcomes.append(outcome)
         if self.sink is not None:
@@ -274,7 +288,8 @@ class Runner:
             pending.clear()
 
         for done, item in enumerate(items, 1):
-            shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind)
+            images = None if blind else [self._decoded(im) for im in item.images]
+            shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
             if invalid:
                 self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid))
             else:
@@ -319,6 +334,7 @@ def vlm_view(
     spec: "geometry.PreprocessSpec | None",
     *,
     blind: bool = False,
+    images: list[Image.Image] | None = None,
 ) -> tuple[list[Image.Image], str | None]:
     """What the VLM is shown for an item, or the reason the item is invalid for it.
 
@@ -330,7 +346,7 @@ def vlm_view(
     if blind:
         sources = [Image.new("RGB", tuple(im.size), (255, 255, 255)) for im in item.images]
     else:
-        sources = render_fn(item, item.load_images())
+        sources = render_fn(item, images if images is not None else item.load_images())
     shown, offsets = compose_view(sources, image_mode)
     if spec is not None:
         for idx, (im, (dx, dy)) in enumerate(zip(item.images, offsets)):
