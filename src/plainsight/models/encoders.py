@@ -178,14 +178,7 @@ class HFEncoder:
             grids = _grid(tokens, self.num_prefix, gh, gw, self.name, f"a {w_in}x{h_in} input")
             pooled = self._pooled(result).float().cpu()
             for im, grid, pool in zip(batch, grids, pooled):
-                transform = geometry.plan(self.spec, im.size)
-                if transform.out_size != (w_in, h_in):
-                    raise RuntimeError(
-                        f"{self.name}: the preprocessing model ({self.spec.describe()}) predicts a "
-                        f"{transform.out_size[0]}x{transform.out_size[1]} input for a {im.width}x{im.height} image, "
-                        f"but the processor produced {w_in}x{h_in}"
-                    )
-                out.append(Features(grid, pool, transform))
+                out.append(Features(grid, pool, _checked_plan(self.name, self.spec, im, (w_in, h_in))))
         return out
 
     def _pooled(self, result: Any) -> torch.Tensor:
@@ -195,6 +188,18 @@ class HFEncoder:
         if self.num_prefix:
             return result.last_hidden_state[:, 0]
         return result.last_hidden_state.mean(dim=1)
+
+
+def _checked_plan(name: str, spec: PreprocessSpec, image: Image.Image, produced: tuple[int, int]) -> PointTransform:
+    """The point mapping for an image, checked against the input size the real preprocessing produced."""
+    transform = geometry.plan(spec, image.size)
+    if transform.out_size != produced:
+        raise RuntimeError(
+            f"{name}: the preprocessing model ({spec.describe()}) predicts a {transform.out_size[0]}x"
+            f"{transform.out_size[1]} input for a {image.width}x{image.height} image, but the model's own "
+            f"preprocessing produced {produced[0]}x{produced[1]}"
+        )
+    return transform
 
 
 def _vision_tower(model: Any) -> Any:
@@ -287,13 +292,7 @@ class TimmEncoder:
                     raise RuntimeError(f"{self.name}: block output grid {tuple(grids.shape[-2:])} != {(gh, gw)}")
             pooled = self.model.forward_head(final, pre_logits=True).float().cpu()
             for im, grid, pool in zip(batch, grids, pooled):
-                transform = geometry.plan(self.spec, im.size)
-                if transform.out_size != (w_in, h_in):
-                    raise RuntimeError(
-                        f"{self.name}: the preprocessing model ({self.spec.describe()}) predicts "
-                        f"{transform.out_size} for a {im.size} image, but timm's transform produced {(w_in, h_in)}"
-                    )
-                out.append(Features(grid, pool, transform))
+                out.append(Features(grid, pool, _checked_plan(self.name, self.spec, im, (w_in, h_in))))
         return out
 
 
