@@ -111,3 +111,18 @@ def test_swapping_in_a_worse_model_fails_the_gate(tmp_path: Path):
     vlm = next(r for r in results["results"] if r["role"] == "vlm")
     assert vlm["verdict"] == "not_comparable" and "item set changed" in vlm["reason"]
     assert "1 skipped" in proc.stdout
+
+
+def test_plainsight_compare_prints_paired_differences(tmp_path: Path, capsys):
+    from plainsight.cli import main
+
+    a = write_baseline(tmp_path / "a", {i: True for i in ITEMS})
+    b = write_baseline(tmp_path / "b", {i: k >= 20 for k, i in enumerate(ITEMS)})
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["n_shared"] == 100 and row["only_a_correct"] == 20 and row["only_b_correct"] == 0
+    assert row["difference"] == pytest.approx(-0.2) and row["mcnemar_p"] == pytest.approx(2 * 0.5**20)
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "McNemar p" in capsys.readouterr().out
+    assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+    assert "results.json not found" in capsys.readouterr().err

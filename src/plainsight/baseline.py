@@ -121,3 +121,26 @@ def store(report_dir: Path, baseline_dir: Path) -> None:
     baseline_dir.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "items.jsonl"):
         shutil.copyfile(Path(report_dir) / name, baseline_dir / name)
+
+
+def compare_runs(a: Baseline, b: Baseline) -> list[dict[str, Any]]:
+    """Per (task, model, role) present in both runs: accuracies on shared items, discordant counts, McNemar p."""
+    from plainsight.scoring import mcnemar_exact
+
+    rows = []
+    for key in sorted(set(a.outcomes) & set(b.outcomes)):
+        left, right = a.outcomes[key], b.outcomes[key]
+        shared = sorted(set(left) & set(right))
+        if not shared:
+            continue
+        only_a = sum(left[i] and not right[i] for i in shared)
+        only_b = sum(right[i] and not left[i] for i in shared)
+        acc_a = sum(left[i] for i in shared) / len(shared)
+        acc_b = sum(right[i] for i in shared) / len(shared)
+        rows.append({
+            "task": key[0], "model": key[1], "role": key[2], "n_shared": len(shared),
+            "accuracy_a": acc_a, "accuracy_b": acc_b, "difference": acc_b - acc_a,
+            "only_a_correct": only_a, "only_b_correct": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b),
+            "same_items": a.records.get(key, {}).get("item_set") == b.records.get(key, {}).get("item_set"),
+        })  # fmt: skip
+    return rows

@@ -119,6 +119,28 @@ def cmd_fixtures_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from plainsight.baseline import Baseline, compare_runs
+    from plainsight.report import format_table
+
+    rows = compare_runs(Baseline.load(args.a), Baseline.load(args.b))
+    if not rows:
+        raise PlainsightError(f"{args.a} and {args.b} share no (task, model, role) with items scored by both")
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return 0
+    header = ["task", "model", "role", "n", "acc A", "acc B", "B - A", "only A", "only B", "McNemar p", "same items"]
+    table = [
+        [r["task"], r["model"], r["role"], str(r["n_shared"]), f"{r['accuracy_a']:.3f}", f"{r['accuracy_b']:.3f}",
+         f"{r['difference']:+.3f}", str(r["only_a_correct"]), str(r["only_b_correct"]), f"{r['mcnemar_p']:.3g}",
+         "yes" if r["same_items"] else "no"]
+        for r in rows
+    ]  # fmt: skip
+    print(format_table(header, table))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plainsight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", type=Path, default=Path("fixtures/models.toml"))
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("compare", help="per-pair differences between two runs (report or baseline folders), paired McNemar p")
+    p.add_argument("a", type=Path, help="first run folder (results.json + items.jsonl)")
+    p.add_argument("b", type=Path, help="second run folder")
+    p.add_argument("--json", action="store_true", help="one JSON object per (task, model, role)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("fixtures", help="the embedded benchmark")
     fsub = p.add_subparsers(dest="fixtures_command", required=True)
