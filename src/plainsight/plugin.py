@@ -35,6 +35,8 @@ log = logging.getLogger("plainsight")
 
 RECORDS_PROPERTY = "plainsight.records"
 ROLE_PROBE = "probe"
+# The parametrized fixtures an eval test asks for, and the role each stands for.
+CASE_FIXTURES = {"vision_case": ROLE_VISION, "vlm_case": ROLE_VLM, "probe_case": ROLE_PROBE}
 STATE_KEY = pytest.StashKey["PluginState"]()
 
 
@@ -188,7 +190,7 @@ def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    wanted = [name for name in ("vision_case", "vlm_case", "probe_case") if name in metafunc.fixturenames]
+    wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
     if not wanted:
         return
     marker = metafunc.definition.get_closest_marker("plainsight_family")
@@ -200,7 +202,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     kind = "encoder" if wanted[0] == "vision_case" else "vlm"
-    role = {"vision_case": ROLE_VISION, "vlm_case": ROLE_VLM, "probe_case": ROLE_PROBE}[wanted[0]]
+    role = CASE_FIXTURES[wanted[0]]
     params = []
     for task in _family_tasks(state, marker.args[0]):
         for entry in sorted(entries.values(), key=lambda e: e.name):
@@ -236,22 +238,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _is_empty_case(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    return callspec is not None and any(
-        name in callspec.params and not isinstance(callspec.params[name], Case)
-        for name in ("vision_case", "vlm_case", "probe_case")
-    )
+    """An eval test parametrized over an empty matrix (pytest fills in a NOTSET placeholder)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(name in params for name in CASE_FIXTURES) and _case_of(item) is None
 
 
 def _case_of(item: pytest.Item) -> Case | None:
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    for name in ("vision_case", "vlm_case", "probe_case"):
-        value = callspec.params.get(name)
-        if isinstance(value, Case):  # an empty matrix parametrizes with a NOTSET placeholder
-            return value
-    return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return next((params[name] for name in CASE_FIXTURES if isinstance(params.get(name), Case)), None)
 
 
 @pytest.fixture
