@@ -63,3 +63,48 @@ BLINK_VISUAL_CORRESPONDENCE = register(
         source="BLINK Visual_Correspondence val prompt (verbatim)",
     )
 )
+
+
+# Verbatim from BLINK (Semantic_Correspondence); ../shared/reference/protocol.md.
+BLINK_SEMANTIC_CORRESPONDENCE = register(
+    Prompt(
+        id="blink.semantic_correspondence",
+        version=1,
+        text=(
+            "Humans can find corresponding points for different objects in the same category. For instance, if "
+            "there are images of two different cats, then the left ear tip of one cat corresponds to the left ear "
+            "tip of the other cat, and the right front paw of one cat corresponds to the right front paw of the "
+            "other cat.\nGiven the following two images, a reference point is annotated on the first image, "
+            'labeled with REF. You are given multiple red-circled points on the second image, choices of "A, B, '
+            'C, D" are drawn beside each circle. Select between the choices on the second image and find the '
+            "corresponding point for the reference point. Which point is corresponding to the reference point?\n"
+            "Select from the following choices.\n(A) Point A\n(B) Point B\n(C) Point C\n(D) Point D"
+        ),
+        options=("Point A", "Point B", "Point C", "Point D"),
+        source="BLINK Semantic_Correspondence val prompt (verbatim)",
+    )
+)
+
+# BLINK's Functional_Correspondence prompt names the action; only its opening sentence is known
+# offline (reference/protocol.md), so the rest follows the Semantic_Correspondence wording.
+# BLINK items keep their own stored prompt; this one is for SPair/FunKPoint-built items.
+FUNCTIONAL_CORRESPONDENCE = register(
+    Prompt(
+        id="plainsight.functional_correspondence",
+        version=1,
+        text=(
+            "Humans can find corresponding points for the same action between different objects. For instance, "
+            "if a person uses a spoon or a shovel to scoop, the bowl of the spoon corresponds to the blade of the "
+            "shovel, and the end of one handle corresponds to the end of the other.\nGiven the following two "
+            "images, a reference point is annotated on the first image, labeled with REF. You are given multiple "
+            'red-circled points on the second image, choices of "A, B, C, D" are drawn beside each circle. '
+            'Suppose a person uses the object in each image to "{action}". Select between the choices on the '
+            "second image and find the point that serves the same function as the reference point. Which point "
+            "is corresponding to the reference point?\nSelect from the following choices.\n"
+            "(A) Point A\n(B) Point B\n(C) Point C\n(D) Point D"
+        ),
+        options=("Point A", "Point B", "Point C", "Point D"),
+        source="plainsight wording: BLINK Functional_Correspondence's opening sentence, the rest after BLINK "
+        "Semantic_Correspondence (BLINK's full functional text is not available offline)",
+    )
+)

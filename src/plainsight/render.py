@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from plainsight.items import Box, Point
+from plainsight.items import Box, Item, Point
 
 RING_RED = (255, 0, 0)
 LABEL_FG = (255, 255, 255)
@@ -47,6 +47,13 @@ def draw_point_markers(image: Image.Image, points: Mapping[str, Point], *, radiu
             by = round(cy + r + 2)
         out.paste(stamp, (bx, by))
     return out
+
+
+def draw_item_points(item: Item, images: list[Image.Image]) -> list[Image.Image]:
+    """Every image of a point task with its labelled rings (unchanged copies when the source drew them)."""
+    if item.markers_drawn:
+        return [im.copy() for im in images]
+    return [draw_point_markers(im, spec.points) for im, spec in zip(images, item.images)]
 
 
 @lru_cache(maxsize=256)

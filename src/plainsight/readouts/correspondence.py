@@ -6,7 +6,9 @@ readout never sees drawn markers). Each feature map is L2-normalised per cell, t
 sampled bilinearly (``align_corners=False``) where the point went through the
 encoder's own preprocessing; the score of a candidate is the cosine similarity of its
 sampled feature with REF's. A point that the preprocessing crops away makes the item
-invalid for that encoder: it is reported, never shifted.
+invalid for that encoder: it is reported, never shifted. Items whose source drew the
+markers (BLINK) are read on those marked images at the recovered coordinates; one
+whose markers could not be recovered is invalid, with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plainsight.data.blink import UNRECOVERED
 from plainsight.errors import DataError
 from plainsight.geometry import sample_points
 from plainsight.items import Item
@@ -37,6 +40,8 @@ def correspondence_readout(encoder: Encoder, item: Item, features: list[Features
     ``features`` are the encoder's outputs for ``item.load_images()`` when precomputed
     (the harness caches them by image hash); otherwise the images are encoded here.
     """
+    if item.meta.get(UNRECOVERED):
+        return ReadoutResult(None, f"marker coordinates unknown ({item.meta[UNRECOVERED]})")
     if len(item.images) < 2:
         raise DataError(f"item {item.id}: a correspondence item needs 2 images, it has {len(item.images)}")
     labelled = [("REF", 0, _point(item, 0, "REF"))] + [(letter, 1, _point(item, 1, letter)) for letter in item.choices]

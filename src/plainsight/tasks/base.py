@@ -17,12 +17,15 @@ class LoadRequest:
 
     ``data_root`` is the user's ``--data-root`` (a folder holding datasets under
     their usual names, or one dataset folder itself); ``None`` means the
-    embedded benchmark in ``fixtures/data``.
+    embedded benchmark in ``fixtures/data``. ``source`` picks one of a task's
+    dataset formats (e.g. ``"blink"``) when the folder holds several; ``None`` takes
+    the first found in the task's order.
     """
 
     data_root: Path | None
     seed: int = 0
     limit: int | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class TaskSpec:
     load_items: Callable[[LoadRequest], list[Item]]
     render: Callable[[Item, list[Image.Image]], list[Image.Image]]
     description: str = ""
+    sources: tuple[str, ...] = ()  # dataset formats it reads, in order of preference (see tasks/sources.py)
 
     @property
     def chance(self) -> float:

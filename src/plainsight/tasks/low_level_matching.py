@@ -17,13 +17,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from plainsight import prompts, render
-from plainsight.data import embedded_root
 from plainsight.data.hpatches import HPatchesPair, load_pairs
 from plainsight.errors import DataError
 from plainsight.geometry import apply_homography
 from plainsight.items import LETTERS, Item, ItemImage
 from plainsight.tasks import register
 from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.sources import load_from_sources
 
 TASK_ID = "low_level_matching"
 PROMPT = prompts.BLINK_VISUAL_CORRESPONDENCE
@@ -170,21 +170,22 @@ def _pt(p: np.ndarray) -> tuple[float, float]:
 
 
 def load_items(req: LoadRequest, **overrides: float) -> list[Item]:
-    """The task's items from HPatches under ``req.data_root`` (the embedded twin when None).
+    """The task's items from HPatches (or BLINK Visual_Correspondence) under ``req.data_root``.
 
-    Keyword ``overrides`` replace fields of :data:`DEFAULT_DIFFICULTY`, e.g. ``min_distance=0.1``.
+    The embedded twin when ``data_root`` is None. Keyword ``overrides`` replace fields of
+    :data:`DEFAULT_DIFFICULTY` for HPatches items, e.g. ``min_distance=0.1``.
     """
-    root = req.data_root if req.data_root is not None else embedded_root()
     difficulty = replace(DEFAULT_DIFFICULTY, **overrides)
-    items = build_items(load_pairs(root), seed=req.seed, difficulty=difficulty)
-    return items[: req.limit] if req.limit is not None else items
 
+    def hpatches(root: Path, req: LoadRequest) -> list[Item]:
+        return build_items(load_pairs(root), seed=req.seed, difficulty=difficulty)
 
-def render_item(item: Item, images: list[Image.Image]) -> list[Image.Image]:
-    """REF ring on image 1, A–D rings on image 2 (unless the source already drew them)."""
-    if item.markers_drawn:
-        return [im.copy() for im in images]
-    return [render.draw_point_markers(im, spec.points) for im, spec in zip(images, item.images)]
+    def blink(root: Path, req: LoadRequest) -> list[Item]:
+        from plainsight.data.blink import load_correspondence_items
+
+        return load_correspondence_items(root, "Visual_Correspondence", task=TASK_ID)
+
+    return load_from_sources(TASK_ID, req, {"hpatches": hpatches, "blink": blink})
 
 
 SPEC = register(
@@ -195,7 +196,8 @@ SPEC = register(
         prompt_id=PROMPT.id,
         readout="correspondence",
         load_items=load_items,
-        render=render_item,
+        render=render.draw_item_points,
         description="HPatches-style low-level matching (BLINK Visual_Correspondence protocol)",
+        sources=("hpatches", "blink"),
     )
 )

@@ -1,0 +1,44 @@
+"""Which dataset a task reads: each task lists its sources (formats) in order of preference.
+
+A source is a name (``"spair"``, ``"blink"``, …) and a loader that raises
+:class:`~plainsight.errors.DatasetNotFound` when its dataset is not under the data
+folder. ``--data-source NAME`` picks one; otherwise the first present one is used, so
+pointing ``--data-root`` at one dataset's folder selects that dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from plainsight.data import embedded_root
+from plainsight.errors import ConfigError, DatasetNotFound
+from plainsight.items import Item
+from plainsight.tasks.base import LoadRequest
+
+SourceLoader = Callable[[Path, LoadRequest], list[Item]]
+
+
+def load_from_sources(task: str, req: LoadRequest, sources: dict[str, SourceLoader]) -> list[Item]:
+    """Items from the requested source, or from the first source present under the data folder."""
+    root = req.data_root if req.data_root is not None else embedded_root()
+    if req.source in sources:
+        return _limit(sources[req.source](root, req), req)
+    # A source only other tasks have (--data-source blink for a task without BLINK items) leaves the default order.
+    missing = []
+    for name, loader in sources.items():
+        try:
+            return _limit(loader(root, req), req)
+        except DatasetNotFound as exc:
+            missing.append(f"{name}: {exc}")
+    raise DatasetNotFound(f"no dataset for {task} under {root}:\n  " + "\n  ".join(missing))
+
+
+def check_source_name(name: str | None, known: set[str]) -> None:
+    """A ``--data-source`` that no task knows is a usage error."""
+    if name is not None and name not in known:
+        raise ConfigError(f"--data-source {name!r} is not a dataset format of any task; known: {', '.join(sorted(known))}")
+
+
+def _limit(items: list[Item], req: LoadRequest) -> list[Item]:
+    return items[: req.limit] if req.limit is not None else items
