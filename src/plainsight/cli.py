@@ -15,6 +15,9 @@ from plainsight.errors import PlainsightError
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. low_level_matching")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
+    p.add_argument("--source", default=None,
+                   help="dataset format where the folder holds several (spair, funkpoint, hpatches, blink); "
+                        "default: the task's first one present")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None)
 
@@ -24,9 +27,12 @@ def _load_items(args: argparse.Namespace):
 
     if args.data_root is not None and not args.data_root.is_dir():
         raise PlainsightError(f"--data-root {args.data_root}: no such folder")
+    from plainsight.tasks.sources import check_source_name
+
     task = get_task(args.task)
+    check_source_name(args.source, set(task.sources))
     root = args.data_root.resolve() if args.data_root else None
-    return task, task.load_items(LoadRequest(data_root=root, seed=args.seed, limit=args.limit))
+    return task, task.load_items(LoadRequest(data_root=root, seed=args.seed, limit=args.limit, source=args.source))
 
 
 def cmd_items(args: argparse.Namespace) -> int:

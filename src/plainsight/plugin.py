@@ -61,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--thresholds", default=None, help="thresholds.toml to read (default: fixtures/thresholds.toml)")
     group.addoption("--tasks", default=None, help="comma list of task ids (default: all tasks of the collected eval modules)")
     group.addoption("--data-root", default=None, help="folder holding real datasets (default: the embedded benchmark)")
+    group.addoption("--data-source", default=None,
+                    help="dataset format to read where a task has several under --data-root, e.g. blink "
+                         "(default: each task's first one present; see `plainsight items --help`)")
     group.addoption("--report-dir", default=None, help="where results.json, items.jsonl and report.md go (default: reports/latest)")
     group.addoption("--limit", type=int, default=None, help="use only the first N items of each task")
     group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
@@ -88,6 +91,7 @@ class PluginState:
             raise pytest.UsageError(f"--data-root {data_root}: no such folder")
         self.options = RunOptions(
             data_root=Path(data_root).resolve() if data_root else None,
+            source=_checked_source(opt("--data-source")),
             seed=opt("--seed"),
             limit=opt("--limit"),
             device=opt("--device"),
@@ -151,6 +155,17 @@ class PluginState:
             self._item_log.close()
         if self._runner is not None:
             self._runner.release()
+
+
+def _checked_source(name: str | None) -> str | None:
+    from plainsight.tasks import all_tasks
+    from plainsight.tasks.sources import check_source_name
+
+    try:
+        check_source_name(name, {s for t in all_tasks().values() for s in t.sources})
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return name
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -430,6 +445,7 @@ class ReportWriter:
             seed=state.options.seed,
             options={
                 "data_root": str(state.options.data_root) if state.options.data_root else "embedded",
+                "data_source": state.options.source,
                 "limit": state.options.limit,
                 "device": state.options.device,
                 "dtype": state.options.dtype,

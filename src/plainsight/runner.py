@@ -86,6 +86,7 @@ class RoleRun:
 @dataclass(frozen=True)
 class RunOptions:
     data_root: Path | None = None
+    source: str | None = None  # dataset format to prefer where a task has several (tasks/sources.py)
     seed: int = 0
     limit: int | None = None
     device: str = "auto"
@@ -135,7 +136,10 @@ class Runner:
     def items(self, task_id: str) -> list[Item]:
         if task_id not in self._items:
             task = get_task(task_id)
-            req = LoadRequest(data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit)
+            req = LoadRequest(
+                data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit,
+                source=self.options.source,
+            )
             self._items[task_id] = task.load_items(req)
         return self._items[task_id]
 

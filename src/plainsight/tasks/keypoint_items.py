@@ -46,7 +46,8 @@ class KeypointDifficulty:
 
     points_per_pair: int = 1
     min_distance: float = 0.1  # fraction of the target object's size, between any two candidates (PCK@0.1)
-    min_marker_gap: float = 3.0  # ... and at least this many marker radii, so rings and labels stay apart
+    min_marker_gap: float = 5.0  # ... and at least this many marker radii, so no label box covers another ring
+    label_room: float = 4.5  # marker radii kept free above each point, so its label goes above the ring
     margin: float = 0.02  # fraction of the shorter side kept clear of the border
 
 
@@ -54,9 +55,10 @@ def min_distance_px(pair: KeypointPair, difficulty: KeypointDifficulty) -> float
     return max(difficulty.min_distance * pair.object_size, difficulty.min_marker_gap * marker_radius(pair.trg_size))
 
 
-def _inside(p: Point, size: tuple[int, int], margin: float) -> bool:
-    m = margin * min(size)
-    return m <= p[0] <= size[0] - 1 - m and m <= p[1] <= size[1] - 1 - m
+def _inside(p: Point, size: tuple[int, int], difficulty: KeypointDifficulty) -> bool:
+    m = difficulty.margin * min(size)
+    top = max(m, difficulty.label_room * marker_radius(size))
+    return m <= p[0] <= size[0] - 1 - m and top <= p[1] <= size[1] - 1 - m
 
 
 def _far(p: Point, others: list[Point], dist: float) -> bool:
@@ -69,15 +71,15 @@ def pick_candidates(
     """Up to ``points_per_pair`` (REF id, three distractor ids) choices for one pair."""
     dist = min_distance_px(pair, difficulty)
     refs = [k for k in sorted(pair.src_kps) if k in pair.trg_kps
-            and _inside(pair.src_kps[k], pair.src_size, difficulty.margin)
-            and _inside(pair.trg_kps[k], pair.trg_size, difficulty.margin)]  # fmt: skip
+            and _inside(pair.src_kps[k], pair.src_size, difficulty)
+            and _inside(pair.trg_kps[k], pair.trg_size, difficulty)]  # fmt: skip
     chosen: list[tuple[str, list[str]]] = []
     for idx in rng.permutation(len(refs)):
         if len(chosen) == difficulty.points_per_pair:
             break
         ref = refs[int(idx)]
         gold = pair.trg_kps[ref]
-        pool = [k for k in sorted(pair.trg_pool) if k != ref and _inside(pair.trg_pool[k], pair.trg_size, difficulty.margin)]
+        pool = [k for k in sorted(pair.trg_pool) if k != ref and _inside(pair.trg_pool[k], pair.trg_size, difficulty)]
         picked: list[str] = []
         for j in rng.permutation(len(pool)):
             cand = pool[int(j)]

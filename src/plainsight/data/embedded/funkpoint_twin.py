@@ -21,7 +21,7 @@ from plainsight.data.embedded.raycast import rotation_z
 from plainsight.data.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material, stage
 from plainsight.data.funkpoint import FOLDER, LABELS
 
-INSTANCES = 12
+INSTANCES = 14
 SIZES = ((160, 160), (144, 192), (192, 144))
 JPEG_QUALITY = 92
 COLUMNS = ["image_path", "action", "wnid", "object_category", "difficulty"] + [
@@ -41,7 +41,7 @@ def build_funkpoint_twin(out_dir: Path, seed: int = 0) -> dict:
                 shape = builder(rng, random_material).transformed(rotation_z(float(rng.uniform(-0.6, 0.6))))
                 size = SIZES[int(rng.integers(len(SIZES)))]
                 staged = stage(shape, size, azimuth=float(rng.uniform(-0.9, 0.9)),
-                               elevation=float(rng.uniform(0.15, 0.5)), fill=float(rng.uniform(0.8, 0.95)), rng=rng)  # fmt: skip
+                               elevation=float(rng.uniform(0.15, 0.5)), fill=float(rng.uniform(0.7, 0.85)), rng=rng)  # fmt: skip
                 rel = f"images/{wnid}/{i:04d}.jpg"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(staged.image).save(root / rel, quality=JPEG_QUALITY)
