@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from plainsight.data.embedded import build_all
+from plainsight.data.embedded.hpatches_twin import build_hpatches_twin
 from plainsight.data.hpatches import FOLDER, read_homography
 from plainsight.geometry import apply_homography
 
@@ -19,6 +20,9 @@ def test_rebuild_matches_the_committed_benchmark(tmp_path: Path, embedded_data: 
     summary = build_all(tmp_path, seed=0)
     assert summary[FOLDER]["sequences"] == 10 and summary[FOLDER]["items"]["low_level_matching"] >= 100
     assert summary[FOLDER]["files"] == 110 and 1_000_000 < summary[FOLDER]["bytes"] < 5_000_000
+    assert summary["SPair-71k"]["items"]["semantic_correspondence"] >= 100
+    assert summary["FunKPoint"]["items"]["functional_correspondence"] >= 100
+    assert min(summary["BLINK"]["rows"].values()) >= 50
     committed = sorted(p.relative_to(embedded_data) for p in embedded_data.rglob("*") if p.is_file())
     rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert committed == rebuilt
@@ -32,7 +36,7 @@ def test_rebuild_matches_the_committed_benchmark(tmp_path: Path, embedded_data: 
 
 
 def test_another_seed_changes_the_data(tmp_path: Path, embedded_data: Path):
-    build_all(tmp_path, seed=1)
+    build_hpatches_twin(tmp_path, seed=1)
     seq = f"{FOLDER}/v_astronaut"
     assert (tmp_path / seq / "H_1_2").read_text() != (embedded_data / seq / "H_1_2").read_text()
 
