@@ -14,8 +14,9 @@ from PIL import Image
 
 SIZE = (96, 72)
 # Five well-separated points per image; keypoint ids are their index as strings.
-SRC_POINTS = [(12.0, 10.0), (80.0, 12.0), (14.0, 60.0), (78.0, 58.0), (47.0, 35.0)]
-TRG_POINTS = [(10.5, 14.0), (84.0, 9.0), (20.0, 62.0), (70.0, 55.25), (44.0, 30.0)]
+# (Kept ≥ 16 px from the top: items leave room for a label above each ring.)
+SRC_POINTS = [(12.0, 18.0), (80.0, 20.0), (14.0, 60.0), (78.0, 58.0), (47.0, 38.0)]
+TRG_POINTS = [(10.5, 20.0), (84.0, 17.0), (20.0, 62.0), (70.0, 55.25), (44.0, 34.0)]
 
 
 def _jpeg(path: Path, seed: int, size: tuple[int, int] = SIZE) -> None:

@@ -35,9 +35,9 @@ def load_from_sources(task: str, req: LoadRequest, sources: dict[str, SourceLoad
 
 
 def check_source_name(name: str | None, known: set[str]) -> None:
-    """A ``--data-source`` that no task knows is a usage error."""
+    """A data source that none of the tasks concerned reads is a usage error."""
     if name is not None and name not in known:
-        raise ConfigError(f"--data-source {name!r} is not a dataset format of any task; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown data source {name!r}; known: {', '.join(sorted(known))}")
 
 
 def _limit(items: list[Item], req: LoadRequest) -> list[Item]:
