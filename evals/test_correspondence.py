@@ -1,4 +1,4 @@
-"""Correspondence tasks (low-level matching; semantic and functional correspondence to come).
+"""Correspondence tasks: low-level matching, semantic correspondence, functional correspondence.
 
 Each test is one task × model pair. The vision test gates the encoder's readout;
 the VLM test gates the VLM against chance, against its paired vision baseline on
