@@ -21,7 +21,7 @@ from plainsight.items import Item
 from plainsight.tasks import register
 from plainsight.tasks.base import LoadRequest, TaskSpec
 from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items
-from plainsight.tasks.sources import load_from_sources
+from plainsight.tasks.sources import blink_source, load_from_sources
 
 TASK_ID = "functional_correspondence"
 PROMPT = prompts.FUNCTIONAL_CORRESPONDENCE
@@ -82,13 +82,8 @@ def _funkpoint(root: Path, req: LoadRequest) -> list[Item]:
     return load_funkpoint_items(root, seed=req.seed)
 
 
-def _blink(root: Path, req: LoadRequest) -> list[Item]:
-    from plainsight.data.blink import load_correspondence_items
 
-    return load_correspondence_items(root, BLINK_SUBTASK, task=TASK_ID)
-
-
-SOURCES = {"funkpoint": _funkpoint, "blink": _blink}
+SOURCES = {"funkpoint": _funkpoint, "blink": blink_source(BLINK_SUBTASK, TASK_ID)}
 
 
 def load_items(req: LoadRequest) -> list[Item]:

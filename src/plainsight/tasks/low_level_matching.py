@@ -23,7 +23,8 @@ from plainsight.geometry import apply_homography
 from plainsight.items import LETTERS, Item, ItemImage
 from plainsight.tasks import register
 from plainsight.tasks.base import LoadRequest, TaskSpec
-from plainsight.tasks.sources import load_from_sources
+from plainsight.tasks.keypoint_items import balanced_slots
+from plainsight.tasks.sources import blink_source, load_from_sources
 
 TASK_ID = "low_level_matching"
 PROMPT = prompts.BLINK_VISUAL_CORRESPONDENCE
@@ -134,8 +135,7 @@ def build_items(
         for j, (ref, gold, distractors) in enumerate(pair_points(pair, rng, difficulty)):
             drafts.append((pair, j, ref, gold, distractors, rng.permutation(3)))
     letters = LETTERS[:4]
-    balance_rng = np.random.default_rng([seed, 0x6C6C6D])
-    gold_slots = balance_rng.permutation(np.arange(len(drafts)) % 4)
+    gold_slots = balanced_slots(len(drafts), seed, 0x6C6C6D)
     items = []
     for (pair, j, ref, gold, distractors, order), slot in zip(drafts, gold_slots):
         candidates = [distractors[i] for i in order]
@@ -180,11 +180,7 @@ def load_items(req: LoadRequest, **overrides: float) -> list[Item]:
     def hpatches(root: Path, req: LoadRequest) -> list[Item]:
         return build_items(load_pairs(root), seed=req.seed, difficulty=difficulty)
 
-    def blink(root: Path, req: LoadRequest) -> list[Item]:
-        from plainsight.data.blink import load_correspondence_items
-
-        return load_correspondence_items(root, "Visual_Correspondence", task=TASK_ID)
-
+    blink = blink_source("Visual_Correspondence", TASK_ID)
     return load_from_sources(TASK_ID, req, {"hpatches": hpatches, "blink": blink})
 
 

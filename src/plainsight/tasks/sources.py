@@ -34,6 +34,17 @@ def load_from_sources(task: str, req: LoadRequest, sources: dict[str, SourceLoad
     raise DatasetNotFound(f"no dataset for {task} under {root}:\n  " + "\n  ".join(missing))
 
 
+def blink_source(subtask: str, task: str) -> SourceLoader:
+    """The loader of a BLINK correspondence subtask's val items (marker coordinates recovered)."""
+
+    def load(root: Path, req: LoadRequest) -> list[Item]:
+        from plainsight.data.blink import load_correspondence_items
+
+        return load_correspondence_items(root, subtask, task=task)
+
+    return load
+
+
 def check_source_name(name: str | None, known: set[str]) -> None:
     """A data source that none of the tasks concerned reads is a usage error."""
     if name is not None and name not in known:
