@@ -65,7 +65,9 @@ def test_frustum_is_a_cone_between_its_caps():
 def test_render_returns_depth_and_mask_at_pixel_centres():
     camera = Camera((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), (32, 24))
     box = Primitive("box", (0.0, 0.0, 0.0), (0.5, 0.5, 0.5), Material((1.0, 0.0, 0.0)))
-    image, depth, mask = render([box], camera, np.zeros((24, 32, 3)))
+    image, depth, index = render([box], camera, np.zeros((24, 32, 3)))
+    mask = index == 0
+    assert set(np.unique(index)) == {-1, 0}
     assert image.shape == (24, 32, 3) and mask.sum() > 0
     assert np.allclose(depth[mask], 4.5) and np.isinf(depth[~mask]).all()
     assert image[mask].mean(axis=0)[0] > 100 and image[~mask].max() < 60  # object red, background black

@@ -64,6 +64,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--data-source", default=None,
                     help="dataset format to read where a task has several under --data-root, e.g. blink "
                          "(default: each task's first one present; see `plainsight items --help`)")
+    group.addoption("--probe-recipe", default="auto", choices=("auto", "full", "small"),
+                    help="depth probe training recipe: full (probe3d's sizes), small (CPU, seconds); "
+                         "default auto: full on CUDA, small on CPU")
+    group.addoption("--cache-dir", default=None, help="where trained probes are kept (default: .plainsight-cache/)")
     group.addoption("--report-dir", default=None, help="where results.json, items.jsonl and report.md go (default: reports/latest)")
     group.addoption("--limit", type=int, default=None, help="use only the first N items of each task")
     group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
@@ -97,6 +101,8 @@ class PluginState:
             device=opt("--device"),
             dtype=opt("--dtype"),
             scoring=opt("--scoring"),
+            probe_recipe=opt("--probe-recipe"),
+            cache_dir=Path(opt("--cache-dir") or root / ".plainsight-cache"),
         )
         self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

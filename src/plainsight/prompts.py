@@ -108,3 +108,17 @@ FUNCTIONAL_CORRESPONDENCE = register(
         "Semantic_Correspondence (BLINK's full functional text is not available offline)",
     )
 )
+
+# CV-Bench's Depth template (reference/protocol.md); {A} is the red-boxed object, {B} the blue one.
+CVBENCH_DEPTH = register(
+    Prompt(
+        id="cvbench.depth",
+        version=1,
+        text=(
+            "Which object is closer to the camera taking this photo, the {A} (highlighted by a red box) or the "
+            "{B} (highlighted by a blue box)?\n(A) {A}\n(B) {B}"
+        ),
+        options=("{A}", "{B}"),
+        source="CV-Bench 3D Depth prompt template (verbatim; CV-Bench items keep their stored prompt)",
+    )
+)

@@ -92,6 +92,8 @@ class RunOptions:
     device: str = "auto"
     dtype: str = "auto"
     scoring: str | None = None  # overrides every VLM entry's scoring mode
+    probe_recipe: str = "auto"  # depth probe recipe: auto (full on CUDA, small on CPU), full, small
+    cache_dir: Path = Path(".plainsight-cache")  # trained probes
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:
@@ -236,23 +238,31 @@ class Runner:
             log.info("%s × %s (%s): %d/%d items", run.task, run.model, run.role, done, total)
 
     def _run_vision(self, task_id: str, model_name: str, items: list[Item]) -> RoleRun:
-        from plainsight.readouts import READOUTS
+        from plainsight.readouts import PREPARE, READOUTS
 
         task = get_task(task_id)
         encoder = self.encoder(model_name)
         readout = READOUTS[task.readout]
         run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
         run.info["preprocess"] = getattr(getattr(encoder, "spec", None), "source", "") or None
+        prepared: dict[str, Any] = {}
+        if task.readout in PREPARE:
+            prepared = PREPARE[task.readout](self, model_name, encoder)
+            run.info.update(prepared.pop("info", {}))
+        uses_features = getattr(readout, "uses_features", True)
         cache: dict[tuple[str, tuple[int, int]], Any] = {}
         for done, item in enumerate(items, 1):
-            # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
-            keys = [(im.path, tuple(im.size)) for im in item.images]
-            missing = [i for i, k in enumerate(keys) if k not in cache]
-            if missing:
-                images = [item.images[i].load() for i in missing]
-                for i, feats in zip(missing, encoder.encode(images)):
-                    cache[keys[i]] = feats
-            result = readout(encoder, item, [cache[k] for k in keys])
+            features = None
+            if uses_features:
+                # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
+                keys = [(im.path, tuple(im.size)) for im in item.images]
+                missing = [i for i, k in enumerate(keys) if k not in cache]
+                if missing:
+                    images = [item.images[i].load() for i in missing]
+                    for i, feats in zip(missing, encoder.encode(images)):
+                        cache[keys[i]] = feats
+                features = [cache[k] for k in keys]
+            result = readout(encoder, item, features, **prepared)
             if result.scores is None:
                 outcome = Outcome(item.id, item.gold, None, "invalid", None, result.invalid_reason)
             else:

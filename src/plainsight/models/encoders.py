@@ -181,6 +181,23 @@ class HFEncoder:
                 out.append(Features(grid, pool, _checked_plan(self.name, self.spec, im, (w_in, h_in))))
         return out
 
+    @torch.inference_mode()
+    def encode_layers(self, images: list[Image.Image], count: int = 4) -> list[tuple[list[torch.Tensor], PointTransform]]:
+        """Per image: ``count`` patch grids from evenly spaced blocks (probe3d's N/4, N/2, 3N/4, N) and the transform."""
+        blocks = probe_blocks(int(self.model.config.num_hidden_layers), count)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
+            pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(device=self.device, dtype=self.dtype)
+            hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+            h_in, w_in = pixels.shape[-2:]
+            gh, gw = _input_grid(self.name, h_in, w_in, (self.patch_size, self.patch_size))
+            grids = [_grid(hidden[b], self.num_prefix, gh, gw, self.name, f"a {w_in}x{h_in} input") for b in blocks]
+            for i, im in enumerate(batch):
+                out.append(([g[i] for g in grids], _checked_plan(self.name, self.spec, im, (w_in, h_in))))
+        return out
+
     def _pooled(self, result: Any) -> torch.Tensor:
         pooler = getattr(result, "pooler_output", None)
         if pooler is not None and self.model_type.startswith(("clip", "siglip")):
@@ -188,6 +205,11 @@ class HFEncoder:
         if self.num_prefix:
             return result.last_hidden_state[:, 0]
         return result.last_hidden_state.mean(dim=1)
+
+
+def probe_blocks(n_blocks: int, count: int) -> list[int]:
+    """1-based block indices (``hidden_states`` indices) evenly spaced to the last: 24 blocks, 4 → [6, 12, 18, 24]."""
+    return [max(1, round(n_blocks * k / count)) for k in range(1, count + 1)]
 
 
 def _checked_plan(name: str, spec: PreprocessSpec, image: Image.Image, produced: tuple[int, int]) -> PointTransform:
@@ -293,6 +315,23 @@ class TimmEncoder:
             pooled = self.model.forward_head(final, pre_logits=True).float().cpu()
             for im, grid, pool in zip(batch, grids, pooled):
                 out.append(Features(grid, pool, _checked_plan(self.name, self.spec, im, (w_in, h_in))))
+        return out
+
+
+    @torch.inference_mode()
+    def encode_layers(self, images: list[Image.Image], count: int = 4) -> list[tuple[list[torch.Tensor], PointTransform]]:
+        """Per image: ``count`` block outputs (probe3d's N/4, N/2, 3N/4, N) as patch grids, and the transform."""
+        indices = [b - 1 for b in probe_blocks(len(self.model.blocks), count)]
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
+            x = torch.stack([self.transform(im) for im in batch]).to(device=self.device, dtype=self.dtype)
+            h_in, w_in = x.shape[-2:]
+            unique = sorted(set(indices))
+            _, inter = self.model.forward_intermediates(x, indices=unique, output_fmt="NCHW")
+            by_block = {b: t.float().cpu() for b, t in zip(unique, inter)}
+            for i, im in enumerate(batch):
+                out.append(([by_block[b][i] for b in indices], _checked_plan(self.name, self.spec, im, (w_in, h_in))))
         return out
 
 

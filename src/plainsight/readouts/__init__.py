@@ -1,7 +1,13 @@
-"""Vision readouts: how an encoder answers a task's item from its features (registry by name)."""
+"""Vision readouts: how an encoder answers a task's item from its features (registry by name).
+
+A readout is called as ``readout(encoder, item, features, **prepared)``; ``PREPARE`` holds,
+for readouts that need it, what runs once per (task, encoder) first (training a probe).
+"""
 
 from plainsight.readouts.correspondence import ReadoutResult, correspondence_readout
+from plainsight.readouts.depth import depth_readout, prepare_depth_probe
 
-READOUTS = {"correspondence": correspondence_readout}
+READOUTS = {"correspondence": correspondence_readout, "depth": depth_readout}
+PREPARE = {"depth": prepare_depth_probe}
 
-__all__ = ["READOUTS", "ReadoutResult", "correspondence_readout"]
+__all__ = ["PREPARE", "READOUTS", "ReadoutResult", "correspondence_readout", "depth_readout"]

@@ -30,7 +30,7 @@ def all_tasks() -> dict[str, TaskSpec]:
 
 def _load_builtin() -> None:
     # Imported lazily so that `plainsight.tasks.base` has no import cycle with the task modules.
-    from plainsight.tasks import functional_correspondence, low_level_matching, semantic_correspondence  # noqa: F401
+    from plainsight.tasks import depth, functional_correspondence, low_level_matching, semantic_correspondence  # noqa: F401
 
 
 __all__ = ["LoadRequest", "TaskSpec", "TASKS", "register", "get_task", "all_tasks"]

@@ -238,11 +238,11 @@ def _albedo(prim: Primitive, points: np.ndarray, normals: np.ndarray) -> np.ndar
 def render(
     primitives: list[Primitive], camera: Camera, background: np.ndarray, *, ss: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(RGB uint8 image, depth map, object mask) at ``camera.size``.
+    """(RGB uint8 image, depth map, primitive index map) at ``camera.size``.
 
     ``background`` is an (H, W, 3) float image in [0, 1] at the final size. The depth
     map holds the view-axis depth of the surface seen at each pixel centre (inf on
-    background); the mask is True where that centre sees an object.
+    background); the index map says which primitive that is (−1 for background).
     """
     w, h = camera.size
     hi = camera.scaled(ss)
@@ -263,19 +263,24 @@ def render(
         color[sel] = np.clip(_albedo(prim, points, n) * shade[:, None], 0, 1)
     image = color.reshape(h, ss, w, ss, 3).mean(axis=(1, 3))
     rgb = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
-    centre = depth_at(primitives, camera, np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2))
-    depth = centre.reshape(h, w)
-    return rgb, depth, np.isfinite(depth)
+    centres = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2)
+    depth, index = depth_and_index(primitives, camera, centres)
+    return rgb, depth.reshape(h, w), index.reshape(h, w)
 
 
-def depth_at(primitives: list[Primitive], camera: Camera, xy: np.ndarray) -> np.ndarray:
-    """View-axis depth of the surface seen through pixel-index points (N, 2); inf where the ray misses."""
+def depth_and_index(primitives: list[Primitive], camera: Camera, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """View-axis depth (inf on a miss) and primitive index (−1) of the surface seen through pixel-index points."""
     xy = np.asarray(xy, float).reshape(-1, 2)
     dirs = camera.rays(xy)
     origins = np.broadcast_to(np.asarray(camera.eye, float), dirs.shape)
     hits = cast(primitives, origins, dirs)
     _, _, forward = camera.basis()
-    return hits.t * (dirs @ forward)
+    return hits.t * (dirs @ forward), hits.index
+
+
+def depth_at(primitives: list[Primitive], camera: Camera, xy: np.ndarray) -> np.ndarray:
+    """View-axis depth of the surface seen through pixel-index points (N, 2); inf where the ray misses."""
+    return depth_and_index(primitives, camera, xy)[0]
 
 
 def visible(primitives: list[Primitive], camera: Camera, points: np.ndarray, *, tol: float = 1e-3) -> np.ndarray:

@@ -96,7 +96,8 @@ def stage(
     eye = centre + distance * direction
     camera = Camera(tuple(eye), tuple(centre), size, fov_y=fov)
     bg, bg_name = background(rng, size)
-    image, depth, mask = render(turned.primitives, camera, bg)
+    image, depth, index = render(turned.primitives, camera, bg)
+    mask = index >= 0
     names = list(turned.keypoints)
     world = np.stack([turned.keypoints[n] for n in names])
     xy, _ = camera.project(world)

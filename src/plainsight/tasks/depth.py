@@ -1,0 +1,61 @@
+"""Relative depth: which of two boxed objects (red = A, blue = B) is closer to the camera.
+
+Source: CV-Bench 3D Depth rows (boxes drawn, stored prompt and answer; Distance rows are
+skipped and counted). The vision readout is the encoder's depth probe, trained on NYUv2
+(see ``readouts/depth_probe.py``), averaged inside each box.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from plainsight import prompts
+from plainsight.data.cvbench import load_depth
+from plainsight.items import Item
+from plainsight.render import BOX_COLORS, draw_boxes
+from plainsight.tasks import register
+from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.sources import load_from_sources
+
+log = logging.getLogger("plainsight")
+
+TASK_ID = "depth"
+PROMPT = prompts.CVBENCH_DEPTH
+BOX_COLOR_OF = {"A": BOX_COLORS["red"], "B": BOX_COLORS["blue"]}
+
+
+def _cvbench(root: Path, req: LoadRequest) -> list[Item]:
+    loaded = load_depth(root, task=TASK_ID)
+    if loaded.skipped:
+        skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(loaded.skipped.items()))
+        log.info("%s: %d Depth rows; skipped %s", loaded.path, len(loaded.items), skipped)
+    return loaded.items
+
+
+def load_items(req: LoadRequest) -> list[Item]:
+    return load_from_sources(TASK_ID, req, {"cvbench": _cvbench})
+
+
+def render_boxes(item: Item, images: list[Image.Image]) -> list[Image.Image]:
+    """Red box around A, blue around B (unchanged copies when the source drew them, as CV-Bench does)."""
+    if item.markers_drawn:
+        return [im.copy() for im in images]
+    return [draw_boxes(im, spec.boxes, BOX_COLOR_OF) for im, spec in zip(images, item.images)]
+
+
+SPEC = register(
+    TaskSpec(
+        id=TASK_ID,
+        family="depth",
+        n_choices=2,
+        prompt_id=PROMPT.id,
+        readout="depth",
+        load_items=load_items,
+        render=render_boxes,
+        description="CV-Bench 3D relative depth (red vs blue box), DPT depth probe readout",
+        sources=("cvbench",),
+    )
+)
