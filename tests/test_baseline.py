@@ -79,7 +79,7 @@ def run_evals(tmp_path: Path, miss: list[str], *extra: str) -> tuple[subprocess.
         sys.executable, "-m", "pytest", str(REPO / "evals"), "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-rA",
         f"--model-config={tmp_path / 'models.toml'}", f"--report-dir={report}",
         f"--thresholds={REPO / 'fixtures' / 'thresholds.toml'}", f"--data-root={REPO / 'fixtures' / 'data'}",
-        "--limit=100", *extra,
+        "--limit=100", "--tasks=low_level_matching", *extra,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     return proc, json.loads((report / "results.json").read_text())

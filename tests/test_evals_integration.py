@@ -74,6 +74,7 @@ def run_evals(pytester: pytest.Pytester, *extra: str) -> tuple[pytest.RunResult,
         f"--report-dir={report_dir}",
         f"--data-root={REPO / 'fixtures' / 'data'}",
         f"--limit={LIMIT}",
+        "--tasks=low_level_matching",
         *extra,
     )  # fmt: skip
     results = json.loads((report_dir / "results.json").read_text()) if (report_dir / "results.json").exists() else {}
@@ -139,12 +140,13 @@ def test_k_selects_by_task_and_family(eval_project: pytest.Pytester):
         "--collect-only", "-q", f"--model-config={eval_project.path / 'models.toml'}", "-k", "correspondence"
     )
     collected = [line for line in result.outlines if "::" in line]
-    assert len(collected) == 5 and all("low_level_matching" in line for line in collected)
+    tasks = ("functional_correspondence", "low_level_matching", "semantic_correspondence")
+    assert len(collected) == 15 and {t for line in collected for t in tasks if f"[{t}-" in line} == set(tasks)
     result = eval_project.runpytest_subprocess(
-        "--collect-only", "-q", f"--model-config={eval_project.path / 'models.toml'}", "-k", "oracle"
+        "--collect-only", "-q", f"--model-config={eval_project.path / 'models.toml'}", "-k", "oracle and semantic"
     )
     assert [line for line in result.outlines if "::" in line] == [
-        "test_correspondence.py::test_vlm[low_level_matching-oracle]"
+        "test_correspondence.py::test_vlm[semantic_correspondence-oracle]"
     ]
 
 

@@ -61,11 +61,14 @@ class ProbeRecipe:
     layers: int = 4
     seed: int = 0
     shuffle_targets: bool = False  # control: each frame is trained on another frame's depth
+    max_output: int | None = None  # predict (and train) at most this many pixels a side, then upsample
+
+
 
 
 RECIPES = {
     "full": ProbeRecipe(),
-    "small": ProbeRecipe(hidden=32, bins=64, epochs=40, lr=2e-3, warmup_epochs=2.0),
+    "small": ProbeRecipe(hidden=32, bins=64, epochs=40, lr=2e-3, warmup_epochs=2.0, max_output=48),
 }
 
 
@@ -183,6 +186,27 @@ def map_depth(depth: np.ndarray, transform: PointTransform) -> np.ndarray:
     return out
 
 
+def output_size(size: tuple[int, int], recipe: ProbeRecipe) -> tuple[int, int]:
+    """(H, W) the head predicts for an input of (H, W): the input itself, or ``max_output`` a side at most."""
+    if recipe.max_output is None or max(size) <= recipe.max_output:
+        return size
+    stride = math.ceil(max(size) / recipe.max_output)
+    return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
+
+
+def pool_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Mean of the valid (> 0) depths in each block of a depth map reduced to ``size`` = (H, W); 0 where none."""
+    if depth.shape == tuple(size):
+        return depth
+    stride = math.ceil(depth.shape[0] / size[0])
+    h, w = size[0] * stride, size[1] * stride
+    padded = np.zeros((h, w), dtype=np.float32)
+    padded[: depth.shape[0], : depth.shape[1]] = depth
+    blocks = padded.reshape(size[0], stride, size[1], stride)
+    count = (blocks > 0).sum(axis=(1, 3))
+    return np.where(count > 0, blocks.sum(axis=(1, 3)) / np.maximum(count, 1), 0.0).astype(np.float32)
+
+
 def box_in_input(box: tuple[float, float, float, float], transform: PointTransform) -> tuple[int, int, int, int] | None:
     """A source-pixel box [x1, y1, x2, y2] as inclusive input-pixel bounds, clipped; None when cropped away."""
     (x1, y1), (x2, y2) = transform.map((box[0], box[1])), transform.map((box[2], box[3]))
@@ -212,7 +236,9 @@ class DepthProbe:
         for layers, transform in layered_features(encoder, images, self.recipe.layers):
             x = [t[None].float().to(self.device) for t in layers]
             w, h = transform.out_size
-            out.append((self.head(x, (h, w))[0].float().cpu().numpy(), transform))
+            depth = self.head(x, output_size((h, w), self.recipe))
+            depth = F.interpolate(depth[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            out.append((depth[0].float().cpu().numpy(), transform))
         return out
 
 
@@ -304,7 +330,8 @@ def ensure_probe(
             for index in frames_source.train:
                 image, depth = frames_source.frame(int(index))
                 ((layers, transform),) = layered_features(encoder, [Image.fromarray(image)], recipe.layers)
-                frames.append(([t.half() for t in layers], map_depth(depth, transform)))
+                target = map_depth(depth, transform)
+                frames.append(([t.half() for t in layers], pool_depth(target, output_size(target.shape, recipe))))
             head, history = train_head(frames, recipe, device)
             save_file({k: v.contiguous().cpu() for k, v in head.state_dict().items()}, str(weights))
             meta = {"key": key, "encoder": encoder_fingerprint, "data": data, "recipe": asdict(recipe),
@@ -317,9 +344,9 @@ def ensure_probe(
         ((layers, _),) = layered_features(encoder, [Image.new("RGB", (64, 48))], recipe.layers)
         head = DPTHead([t.shape[0] for t in layers], recipe)
         head.load_state_dict(load_file(str(weights)))
+    # Only what the run's result depends on: whether this process trained or read the cache is logged, not reported.
     info = {"key": key, "recipe": asdict(recipe), "train_frames": meta["train_frames"],
-            "final_loss": meta["loss_per_epoch"][-1] if meta["loss_per_epoch"] else None,
-            "trained_here": bool(TRAININGS and TRAININGS[-1] == key)}  # fmt: skip
+            "final_loss": meta["loss_per_epoch"][-1] if meta["loss_per_epoch"] else None}  # fmt: skip
     return DepthProbe(head.to(device).eval(), recipe, key, info, device)
 
 
