@@ -8,6 +8,22 @@ from pathlib import Path
 EMBEDDED_ENV = "PLAINSIGHT_EMBEDDED_DATA"
 
 
+def find_dataset_folder(data_root: Path, folder: str, marker: str, *, name: str, expect: str) -> Path:
+    """``data_root/<folder>`` or ``data_root`` itself, whichever holds ``marker``; else DatasetNotFound.
+
+    ``expect`` completes the message ("expected <data_root>/<folder>/<marker> (or <marker> in this folder) ...").
+    """
+    from plainsight.errors import DatasetNotFound
+
+    data_root = Path(data_root)
+    for candidate in (data_root / folder, data_root):
+        if (candidate / marker).is_file():
+            return candidate
+    raise DatasetNotFound(
+        f"{data_root}: no {name} found; expected {data_root / folder / marker} (or {marker} in this folder) {expect}"
+    )
+
+
 def embedded_root() -> Path:
     """The embedded benchmark folder (``fixtures/data`` of the checkout).
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.errors import DataError, DatasetNotFound
+from plainsight.data import find_dataset_folder
+from plainsight.errors import DataError
 
 FOLDER = "FunKPoint"
 LABELS = "labels.csv"
@@ -55,14 +56,8 @@ class FunKPointRow:
 
 def find_funkpoint_root(data_root: Path) -> Path:
     """``data_root/FunKPoint`` or ``data_root`` itself, whichever holds labels.csv; else DatasetNotFound."""
-    data_root = Path(data_root)
-    for candidate in (data_root / FOLDER, data_root):
-        if (candidate / LABELS).is_file():
-            return candidate
-    raise DatasetNotFound(
-        f"{data_root}: no FunKPoint found; expected {data_root / FOLDER / LABELS} (or {LABELS} in this folder) "
-        "plus the images it names (assumed format, see plainsight.data.funkpoint)"
-    )
+    return find_dataset_folder(data_root, FOLDER, LABELS, name="FunKPoint",
+                               expect="plus the images it names (assumed format, see plainsight.data.funkpoint)")  # fmt: skip
 
 
 def _image_size(path: Path, where: str) -> tuple[int, int]:

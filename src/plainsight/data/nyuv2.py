@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plainsight.errors import DataError, DatasetNotFound
+from plainsight.data import find_dataset_folder
+from plainsight.errors import DataError
 
 FOLDER = "NYUv2"
 LABELED = "nyu_depth_v2_labeled.mat"
@@ -43,14 +44,7 @@ class NYUv2:
 
 def find_nyuv2(data_root: Path) -> Path:
     """``data_root/NYUv2/`` or ``data_root`` holding nyu_depth_v2_labeled.mat; else DatasetNotFound."""
-    data_root = Path(data_root)
-    for folder in (data_root / FOLDER, data_root):
-        if (folder / LABELED).is_file():
-            return folder
-    raise DatasetNotFound(
-        f"{data_root}: no NYUv2 found; expected {data_root / FOLDER / LABELED} (or {LABELED} in this folder) "
-        f"with {SPLITS} beside it"
-    )
+    return find_dataset_folder(data_root, FOLDER, LABELED, name="NYUv2", expect=f"with {SPLITS} beside it")
 
 
 def open_nyuv2(data_root: Path) -> NYUv2:
