@@ -89,14 +89,14 @@ def recover_markers(image: Image.Image, expected: Sequence[str]) -> RecoveredMar
     candidates = tuple(dict.fromkeys([*expected, *LABELS]))
 
     stamps = _find_stamps(gray, candidates, r)
-    # Label boxes hide what is behind them: black or white there is no evidence for or against a
-    # ring (though red is: a later ring drawn over an earlier box).
-    usable = redness < 0.25
+    not_red = redness < 0.25
+    # Label boxes hide what is behind them: their black and white say nothing for or against a
+    # ring (red there does: a later ring drawn over an earlier box).
     boxes = np.zeros(redness.shape, dtype=bool)
     for stamp in stamps:
         x0, y0, x1, y1 = stamp.box
         boxes[max(0, y0) : y1, max(0, x0) : x1] = True
-    surround = np.where(boxes & usable, np.nan, redness)
+    surround = np.where(boxes & not_red, np.nan, redness)
     rings = [ring for ring in (_ring_under(stamp, surround, r) for stamp in stamps) if ring is not None]
     for i, a in enumerate(rings):
         for b in rings[i + 1 :]:
@@ -110,7 +110,7 @@ def recover_markers(image: Image.Image, expected: Sequence[str]) -> RecoveredMar
     points: dict[str, tuple[float, float]] = {}
     for x, y in rings:
         where = f"ring at ({x:.0f}, {y:.0f})"
-        matches = _read_label(gray, usable, x, y, r, candidates)
+        matches = _read_label(gray, not_red, x, y, r, candidates)
         best = max(matches, key=lambda label: matches[label].score)
         # a label matching a letter of the best one is not a rival (B in the R of REF)
         rivals = [label for label in matches if label != best and not matches[label].part_of(matches[best])]
@@ -382,7 +382,7 @@ def _read_label(
 
 
 def _best_ncc(gray: np.ndarray, usable: np.ndarray, t: np.ndarray, x0: int, y0: int) -> _Match:
-    """Highest NCC of template ``t`` over usable pixels, its top-left corner within SEARCH px of (x0, y0)."""
+    """Highest NCC of template ``t`` over ``usable`` pixels, its top-left corner within SEARCH px of (x0, y0)."""
     h, w = gray.shape
     th, tw = t.shape
     ya, yb = max(0, y0 - SEARCH), min(h, y0 + SEARCH + th)
