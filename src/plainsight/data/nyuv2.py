@@ -17,7 +17,8 @@ import numpy as np
 from plainsight.data import find_dataset_folder
 from plainsight.errors import DataError
 
-FOLDER = "NYUv2"
+FOLDER = "nyuv2"  # DESIGN.md's folder name; "NYUv2/" is accepted too
+ALT_FOLDER = "NYUv2"
 LABELED = "nyu_depth_v2_labeled.mat"
 SPLITS = "splits.mat"
 
@@ -43,7 +44,9 @@ class NYUv2:
 
 
 def find_nyuv2(data_root: Path) -> Path:
-    """``data_root/NYUv2/`` or ``data_root`` holding nyu_depth_v2_labeled.mat; else DatasetNotFound."""
+    """``data_root/nyuv2/`` (or ``NYUv2/``) or ``data_root`` holding nyu_depth_v2_labeled.mat; else DatasetNotFound."""
+    if (Path(data_root) / ALT_FOLDER / LABELED).is_file():
+        return Path(data_root) / ALT_FOLDER
     return find_dataset_folder(data_root, FOLDER, LABELED, name="NYUv2", expect=f"with {SPLITS} beside it")
 
 

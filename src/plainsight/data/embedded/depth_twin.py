@@ -10,7 +10,7 @@ second in blue, and ask which is closer with the CV-Bench template; which object
 is balanced so the answer is A for half the items. Half the items are ones the room
 layout alone gets wrong (the NYUv2 twin's mean depth map, what a probe trained on
 shuffled targets learns), so the layout prior scores 0.5 and a probe must read the picture. ``plainsight_truth.jsonl`` keeps the
-true depths. Further scenes form ``NYUv2/nyu_depth_v2_labeled.mat`` (v7.3 layout, h5py
+true depths. Further scenes form ``nyuv2/nyu_depth_v2_labeled.mat`` (v7.3 layout, h5py
 axis order) with ``splits.mat`` (1-based), the probe's training set.
 """
 
