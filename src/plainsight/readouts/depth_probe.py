@@ -38,7 +38,7 @@ from plainsight.items import canonical_hash
 
 log = logging.getLogger("plainsight")
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # bump when the cached files change shape (2: meta records in_channels)
 MAX_GRID = 32
 TRAININGS: list[str] = []  # cache keys trained in this process, in order (tests count them)
 
@@ -335,14 +335,13 @@ def ensure_probe(
             head, history = train_head(frames, recipe, device)
             save_file({k: v.contiguous().cpu() for k, v in head.state_dict().items()}, str(weights))
             meta = {"key": key, "encoder": encoder_fingerprint, "data": data, "recipe": asdict(recipe),
-                    "train_frames": len(frames), "loss_per_epoch": [round(v, 5) for v in history],
+                    "in_channels": [int(t.shape[0]) for t in frames[0][0]], "train_frames": len(frames), "loss_per_epoch": [round(v, 5) for v in history],
                     "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
             TRAININGS.append(key)
             log.info("trained depth probe %s on %d frames in %.1fs", key, len(frames), meta["seconds"])
         meta = json.loads(meta_path.read_text())
-        ((layers, _),) = layered_features(encoder, [Image.new("RGB", (64, 48))], recipe.layers)
-        head = DPTHead([t.shape[0] for t in layers], recipe)
+        head = DPTHead(meta["in_channels"], recipe)
         head.load_state_dict(load_file(str(weights)))
     # Only what the run's result depends on: whether this process trained or read the cache is logged, not reported.
     info = {"key": key, "recipe": asdict(recipe), "train_frames": meta["train_frames"],
