@@ -1,4 +1,4 @@
-"""Tiny datasets in the real native formats (SPair-71k, FunKPoint, BLINK), written by the tests themselves.
+"""Tiny datasets in the real native formats (SPair-71k, FunKPoint, BLINK, MOCHI), written by the tests themselves.
 
 Each writer returns what it wrote (the ground truth the loader tests check against).
 """
@@ -115,5 +115,48 @@ def write_blink(root: Path, subtask: str, rows: list[dict]) -> Path:
     columns.update({f"image_{k}": image_type for k in range(1, 5)})
     columns["choices"] = pa.list_(pa.string())
     schema = pa.schema([(k, columns[k]) for k in rows[0] if k in columns])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def png_struct(image: Image.Image, path: str) -> dict:
+    """A Hugging Face image struct holding PNG bytes."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": path}
+
+
+def mochi_row(trial: str, oddity_index: int, n_objects: int = 3, *, dataset: str = "shapegen", seed: int = 0) -> dict:
+    """One MOCHI trial with ``n_objects`` tiny PNGs (the odd one dark, the others light)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n_objects):
+        base = 40 if i == oddity_index else 200
+        pixels = np.clip(base + rng.integers(-20, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+        images.append(png_struct(Image.fromarray(pixels), f"{trial}_{i}.png"))
+    return {
+        "dataset": dataset, "condition": "abstract2", "trial": trial, "n_objects": n_objects,
+        "oddity_index": oddity_index, "images": images, "n_subjects": 15, "human_avg": 0.8,
+        "RT_avg": 4324.7, "DINOv2G_avg": 1.0,
+    }  # fmt: skip
+
+
+def write_mochi(root: Path, rows: list[dict], *, schema_from_rows: bool = False) -> Path:
+    """``root/MOCHI/data/train-00000-of-00001.parquet`` holding ``rows`` (MOCHI's columns and types)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "MOCHI" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train-00000-of-00001.parquet"
+    if schema_from_rows:  # malformed-input tests write whatever the rows hold
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([
+        ("dataset", pa.string()), ("condition", pa.string()), ("trial", pa.string()), ("n_objects", pa.int64()),
+        ("oddity_index", pa.int64()), ("images", pa.list_(image_type)), ("n_subjects", pa.int64()),
+        ("human_avg", pa.float64()), ("RT_avg", pa.float64()), ("DINOv2G_avg", pa.float64()),
+    ])  # fmt: skip
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path

@@ -16,14 +16,16 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. low_level_matching")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
     p.add_argument("--source", default=None,
-                   help="dataset format where the folder holds several (spair, funkpoint, hpatches, blink); "
+                   help="dataset format where the folder holds several (hpatches, spair, funkpoint, blink, cvbench, mochi); "
                         "default: the task's first one present")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a task option, repeatable, e.g. n_objects=4 for object_3d")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None)
 
 
 def _load_items(args: argparse.Namespace):
-    from plainsight.tasks import LoadRequest, get_task
+    from plainsight.tasks import LoadRequest, all_tasks, get_task, parse_task_options
 
     if args.data_root is not None and not args.data_root.is_dir():
         raise PlainsightError(f"--data-root {args.data_root}: no such folder")
@@ -31,8 +33,10 @@ def _load_items(args: argparse.Namespace):
 
     task = get_task(args.task)
     check_source_name(args.source, set(task.sources))
+    options = parse_task_options(args.option, all_tasks(), task=task.id).get(task.id, {})
     root = args.data_root.resolve() if args.data_root else None
-    return task, task.load_items(LoadRequest(data_root=root, seed=args.seed, limit=args.limit, source=args.source))
+    req = LoadRequest(data_root=root, seed=args.seed, limit=args.limit, source=args.source, options=options)
+    return task, task.load_items(req)
 
 
 def cmd_items(args: argparse.Namespace) -> int:
@@ -41,12 +45,18 @@ def cmd_items(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(item.to_json(), sort_keys=True))
         else:
-            points = "; ".join(
-                f"img{i + 1} " + ", ".join(f"{k}=({v[0]:.1f},{v[1]:.1f})" for k, v in im.points.items())
-                for i, im in enumerate(item.images)
-            )
-            print(f"{item.id}\tgold={item.gold}\t{points}")
+            print(f"{item.id}\tgold={item.gold}\t{_geometry_summary(item)}")
     return 0
+
+
+def _geometry_summary(item) -> str:
+    """Each image's points and boxes on one line (tasks without geometry: the image sizes)."""
+    parts = []
+    for i, im in enumerate(item.images):
+        marks = [f"{k}=({v[0]:.1f},{v[1]:.1f})" for k, v in im.points.items()]
+        marks += [f"{k}=[{', '.join(f'{c:.0f}' for c in box)}]" for k, box in im.boxes.items()]
+        parts.append(f"img{i + 1} " + (", ".join(marks) if marks else f"{im.size[0]}x{im.size[1]}"))
+    return "; ".join(parts)
 
 
 def _model_spec(entry):

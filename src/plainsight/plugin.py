@@ -64,6 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--data-source", default=None,
                     help="dataset format to read where a task has several under --data-root, e.g. blink "
                          "(default: each task's first one present; see `plainsight items --help`)")
+    group.addoption("--task-option", action="append", default=[], metavar="TASK.NAME=VALUE",
+                    help="a task's own option, repeatable, e.g. object_3d.n_objects=4 (MOCHI's 4-image trials)")
     group.addoption("--probe-recipe", default="auto", choices=("auto", "full", "small"),
                     help="depth probe training recipe: full (probe3d's sizes), small (CPU, seconds); "
                          "default auto: full on CUDA, small on CPU")
@@ -103,6 +105,7 @@ class PluginState:
             scoring=opt("--scoring"),
             probe_recipe=opt("--probe-recipe"),
             cache_dir=Path(opt("--cache-dir") or root / ".plainsight-cache"),
+            task_options=_checked_task_options(opt("--task-option")),
         )
         self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -161,6 +164,15 @@ class PluginState:
             self._item_log.close()
         if self._runner is not None:
             self._runner.release()
+
+
+def _checked_task_options(values: list[str]) -> dict[str, dict[str, str]]:
+    from plainsight.tasks import all_tasks, parse_task_options
+
+    try:
+        return parse_task_options(values, all_tasks())
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _checked_source(name: str | None) -> str | None:
@@ -452,6 +464,7 @@ class ReportWriter:
             options={
                 "data_root": str(state.options.data_root) if state.options.data_root else "embedded",
                 "data_source": state.options.source,
+                "task_options": state.options.task_options,
                 "limit": state.options.limit,
                 "device": state.options.device,
                 "dtype": state.options.dtype,

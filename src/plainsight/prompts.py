@@ -122,3 +122,50 @@ CVBENCH_DEPTH = register(
         source="CV-Bench 3D Depth prompt template (verbatim; CV-Bench items keep their stored prompt)",
     )
 )
+
+# BLINK Art_Style (reference/protocol.md): the opening words and everything from "of art paintings"
+# on are verbatim; the middle ("onism, Expressionism, Pop Art, and Cubism. Given the following images")
+# is our reconstruction of the part no offline copy shows. BLINK items keep their stored prompt;
+# this text is what the embedded BLINK twin stores.
+BLINK_ART_STYLE = register(
+    Prompt(
+        id="blink.art_style",
+        version=1,
+        text=(
+            "Some most common art painting styles include Realism, Impressionism, Expressionism, Pop Art, and "
+            "Cubism. Given the following images of art paintings, use the first image as the reference image, and "
+            "determine which one of the second or the third image shares the same style as the reference image?\n"
+            "Select from the following choices.\n(A) the second image\n(B) the third image"
+        ),
+        options=("the second image", "the third image"),
+        source="BLINK Art_Style val prompt: start and end verbatim, the middle clause reconstructed (not available "
+        "offline); BLINK items keep their stored prompt",
+    )
+)
+
+# MOCHI has no prompt of its own (reference/protocol.md); ours names the images by position so
+# the same words hold for separate images and for one side-by-side canvas. {options} lists one
+# line per image: "(A) the first image" … (3 images by default, 4 for MOCHI's barense trials).
+OBJECT_3D = register(
+    Prompt(
+        id="plainsight.object_3d",
+        version=1,
+        text=(
+            "Each image shows one object. All but one of the images show the same object from different "
+            "viewpoints; one image shows a different object. Which image shows the different object? The images "
+            "are counted in the order given (from left to right when they are shown side by side).\n"
+            "Select from the following choices.\n{options}"
+        ),
+        options=("the first image", "the second image", "the third image", "the fourth image"),
+        source="plainsight wording (MOCHI has no prompt); BLINK's multiple-choice layout",
+    )
+)
+
+
+def object_3d_prompt(n_images: int) -> tuple[str, tuple[str, ...]]:
+    """The odd-one-out prompt text and option texts for ``n_images`` images (3 or 4)."""
+    if not 2 <= n_images <= len(OBJECT_3D.options):
+        raise ValueError(f"the object_3d prompt covers 2–{len(OBJECT_3D.options)} images, not {n_images}")
+    options = OBJECT_3D.options[:n_images]
+    lines = "\n".join(f"({letter}) {text}" for letter, text in zip("ABCDEFGH", options))
+    return OBJECT_3D.text.format(options=lines), options

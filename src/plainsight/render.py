@@ -100,3 +100,8 @@ def draw_boxes(
     for label, box in boxes.items():
         draw.rectangle(tuple(box), outline=colors[label], width=width)
     return out
+
+
+def no_markers(item: Item, images: list[Image.Image]) -> list[Image.Image]:
+    """The visual prompt of tasks that mark nothing (odd-one-out, art style): the images themselves."""
+    return [im.convert("RGB").copy() for im in images]

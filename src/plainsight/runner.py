@@ -94,6 +94,7 @@ class RunOptions:
     scoring: str | None = None  # overrides every VLM entry's scoring mode
     probe_recipe: str = "auto"  # depth probe recipe: auto (full on CUDA, small on CPU), full, small
     cache_dir: Path = Path(".plainsight-cache")  # trained probes
+    task_options: dict[str, dict[str, str]] = field(default_factory=dict)  # task → {option: value} (--task-option)
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:
@@ -140,7 +141,7 @@ class Runner:
             task = get_task(task_id)
             req = LoadRequest(
                 data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit,
-                source=self.options.source,
+                source=self.options.source, options=self.options.task_options.get(task_id, {}),
             )
             self._items[task_id] = task.load_items(req)
         return self._items[task_id]

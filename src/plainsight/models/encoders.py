@@ -360,7 +360,9 @@ class PixelsEncoder:
     The image is resized so its long side is ``work_size`` (aspect kept); the feature at each
     pixel is its ``window``×``window`` grey-level neighbourhood (reflection-padded at the
     border), zero-mean and L2-normalised, so the cosine similarity of two features is their NCC
-    (invariant to affine brightness changes). ``pooled`` is the mean RGB colour of an 8×8 thumbnail.
+    (invariant to affine brightness changes). ``pooled`` is the same for the whole image: the
+    8×8 grey thumbnail, zero-mean and L2-normalised (cosine = NCC of the thumbnails, a layout
+    and silhouette descriptor).
     """
 
     def __init__(self, name: str = "pixels", *, work_size: int = 128, window: int = 9):
@@ -383,9 +385,14 @@ class PixelsEncoder:
             windows = windows - windows.mean(dim=0, keepdim=True)
             windows = windows / windows.norm(dim=0, keepdim=True).clamp_min(1e-6)
             patches = windows.reshape(-1, work.height, work.width)
-            thumb = torch.from_numpy(np.asarray(work.resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0)
-            out.append(Features(patches, thumb.mean(dim=(0, 1)), geometry.plan(self.spec, im.size)))
+            out.append(Features(patches, _thumbnail_ncc(work), geometry.plan(self.spec, im.size)))
         return out
+
+
+def _thumbnail_ncc(image: Image.Image, side: int = 8) -> torch.Tensor:
+    thumb = torch.from_numpy(np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float32))
+    flat = thumb.flatten() - thumb.mean()
+    return flat / flat.norm().clamp_min(1e-6)
 
 
 def load_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> Encoder:

@@ -6,8 +6,16 @@ for readouts that need it, what runs once per (task, encoder) first (training a 
 
 from plainsight.readouts.correspondence import ReadoutResult, correspondence_readout
 from plainsight.readouts.depth import depth_readout, prepare_depth_probe
+from plainsight.readouts.odd_one_out import odd_one_out_readout
+from plainsight.readouts.style import style_readout
 
-READOUTS = {"correspondence": correspondence_readout, "depth": depth_readout}
+READOUTS = {
+    "correspondence": correspondence_readout,
+    "depth": depth_readout,
+    "odd_one_out": odd_one_out_readout,
+    "style": style_readout,
+}
 PREPARE = {"depth": prepare_depth_probe}
 
-__all__ = ["PREPARE", "READOUTS", "ReadoutResult", "correspondence_readout", "depth_readout"]
+__all__ = ["PREPARE", "READOUTS", "ReadoutResult", "correspondence_readout", "depth_readout", "odd_one_out_readout",
+           "style_readout"]

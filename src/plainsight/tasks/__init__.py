@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plainsight.errors import ConfigError
-from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.base import LoadRequest, TaskSpec, parse_task_options
 
 TASKS: dict[str, TaskSpec] = {}
 
@@ -30,7 +30,14 @@ def all_tasks() -> dict[str, TaskSpec]:
 
 def _load_builtin() -> None:
     # Imported lazily so that `plainsight.tasks.base` has no import cycle with the task modules.
-    from plainsight.tasks import depth, functional_correspondence, low_level_matching, semantic_correspondence  # noqa: F401
+    from plainsight.tasks import (  # noqa: F401
+        art_style,
+        depth,
+        functional_correspondence,
+        low_level_matching,
+        object_3d,
+        semantic_correspondence,
+    )
 
 
-__all__ = ["LoadRequest", "TaskSpec", "TASKS", "register", "get_task", "all_tasks"]
+__all__ = ["LoadRequest", "TaskSpec", "parse_task_options", "TASKS", "register", "get_task", "all_tasks"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
 from PIL import Image
 
+from plainsight.errors import ConfigError
 from plainsight.items import Item
 
 
@@ -19,13 +20,15 @@ class LoadRequest:
     their usual names, or one dataset folder itself); ``None`` means the
     embedded benchmark in ``fixtures/data``. ``source`` picks one of a task's
     dataset formats (e.g. ``"blink"``) when the folder holds several; ``None`` takes
-    the first found in the task's order.
+    the first found in the task's order. ``options`` are the task's own options
+    (``TaskSpec.options``, e.g. object_3d's ``n_objects``), names already checked.
     """
 
     data_root: Path | None
     seed: int = 0
     limit: int | None = None
     source: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,33 @@ class TaskSpec:
     render: Callable[[Item, list[Image.Image]], list[Image.Image]]
     description: str = ""
     sources: tuple[str, ...] = ()  # dataset formats it reads, in order of preference (see tasks/sources.py)
+    options: Mapping[str, str] = field(default_factory=dict)  # option name → help (`--task-option TASK.NAME=VALUE`)
 
     @property
     def chance(self) -> float:
         return 1.0 / self.n_choices
+
+
+def parse_task_options(values: Iterable[str], tasks: Mapping[str, TaskSpec], *, task: str | None = None) -> dict[str, dict[str, str]]:
+    """``TASK.NAME=VALUE`` strings (``NAME=VALUE`` when ``task`` is given) → {task: {name: value}}.
+
+    An unknown task or option name is a ConfigError listing what exists; values are checked by the task's loader.
+    """
+    parsed: dict[str, dict[str, str]] = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"task option {raw!r}: expected TASK.NAME=VALUE")
+        target, dot, name = key.strip().rpartition(".")
+        if not dot:
+            if task is None:
+                raise ConfigError(f"task option {raw!r}: expected TASK.NAME=VALUE (which task?)")
+            target = task
+        if target not in tasks:
+            raise ConfigError(f"task option {raw!r}: unknown task {target!r}; known: {', '.join(sorted(tasks))}")
+        known = tasks[target].options
+        if name not in known:
+            listed = ", ".join(f"{k} ({v})" for k, v in sorted(known.items())) or "none"
+            raise ConfigError(f"task option {raw!r}: {target} has no option {name!r}; its options: {listed}")
+        parsed.setdefault(target, {})[name] = value.strip()
+    return parsed

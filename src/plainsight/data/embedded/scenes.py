@@ -79,11 +79,13 @@ def stage(
     elevation: float,
     fill: float = 0.75,
     rng: np.random.Generator,
+    backdrop: np.ndarray | None = None,
 ) -> Staged:
     """Render ``shape`` turned by ``azimuth`` (radians, 0 = front facing the camera) seen from ``elevation``.
 
     The camera looks at the centre of the keypoints' bounding box from a distance at
-    which that box's bounding sphere fills ``fill`` of the frame's shorter side.
+    which that box's bounding sphere fills ``fill`` of the frame's shorter side. The
+    background is a blurred packaged photo unless ``backdrop`` ((H, W, 3) floats) is given.
     """
     turned = shape.transformed(rotation_y(azimuth))
     lo, hi = turned.extent()
@@ -95,7 +97,7 @@ def stage(
     direction = np.array([0.0, np.sin(elevation), np.cos(elevation)])
     eye = centre + distance * direction
     camera = Camera(tuple(eye), tuple(centre), size, fov_y=fov)
-    bg, bg_name = background(rng, size)
+    bg, bg_name = background(rng, size) if backdrop is None else (backdrop, "")
     image, depth, index = render(turned.primitives, camera, bg)
     mask = index >= 0
     names = list(turned.keypoints)
