@@ -160,3 +160,33 @@ def write_mochi(root: Path, rows: list[dict], *, schema_from_rows: bool = False)
     ])  # fmt: skip
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
+
+
+class ShuffledControl:
+    """An oracle's answers given to the wrong items, over many seeded permutations (what chance looks like)."""
+
+    def __init__(self, accuracies: np.ndarray, covered: float, chance: float, n: int):
+        self.accuracies, self.covered, self.chance, self.n = accuracies, covered, chance, n
+
+    def ok(self) -> bool:
+        """Mean accuracy within 0.03 of chance, and chance inside ≥ 90% of the permutations' Wilson 95% CIs."""
+        return abs(float(self.accuracies.mean()) - self.chance) < 0.03 and self.covered >= 0.9
+
+    def __str__(self) -> str:
+        first = self.accuracies[0]
+        return (f"seed 0: {round(first * self.n)}/{self.n} = {first:.3f}; over {len(self.accuracies)} permutations: "
+                f"mean {self.accuracies.mean():.3f}, chance {self.chance:.3f} inside {self.covered:.0%} of the CIs")
+
+
+def shuffled_control(oracle_letters: list[str], golds: list[str], *, chance: float, permutations: int = 200) -> ShuffledControl:
+    """Score ``oracle_letters`` (the truth's answer per item) against permuted items' golds."""
+    from plainsight.scoring import wilson_interval
+
+    letters, golds_arr = np.asarray(oracle_letters), np.asarray(golds)
+    accuracies, covered = [], 0
+    for seed in range(permutations):
+        hits = int((letters[np.random.default_rng(seed).permutation(len(letters))] == golds_arr).sum())
+        lo, hi = wilson_interval(hits, len(golds_arr))
+        covered += lo <= chance <= hi
+        accuracies.append(hits / len(golds_arr))
+    return ShuffledControl(np.asarray(accuracies), covered / permutations, chance, len(golds_arr))

@@ -23,6 +23,9 @@ def test_rebuild_matches_the_committed_benchmark(tmp_path: Path, embedded_data: 
     assert summary["SPair-71k"]["items"]["semantic_correspondence"] >= 100
     assert summary["FunKPoint"]["items"]["functional_correspondence"] >= 100
     assert min(summary["BLINK"]["rows"].values()) >= 50
+    assert summary["MOCHI"]["trials"]["shapenet"] + summary["MOCHI"]["trials"]["shapegen"] >= 100
+    assert summary["BLINK/Art_Style"]["rows"] >= 100
+    assert sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()) < 25_000_000  # DESIGN's budget
     committed = sorted(p.relative_to(embedded_data) for p in embedded_data.rglob("*") if p.is_file())
     rebuilt = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert committed == rebuilt

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from native_fixtures import mochi_row, write_mochi
+from native_fixtures import mochi_row, shuffled_control, write_mochi
 
 from plainsight.data.mochi import load_trials
 from plainsight.errors import ConfigError, DataError, DatasetNotFound
@@ -218,12 +218,10 @@ def test_twin_oracle_and_shuffled_control(embedded_data):
     oracle = sum(_odd_letter(truth[it.meta["trial"]]) == it.gold for it in items)
     assert oracle == len(items)
     # The same oracle reading another trial's truth: nothing but chance is left.
-    records = [truth[it.meta["trial"]] for it in items]
-    shuffled = [records[i] for i in np.random.default_rng(0).permutation(len(records))]
-    hits = sum(_odd_letter(rec) == it.gold for rec, it in zip(shuffled, items))
-    lo, hi = wilson_interval(hits, len(items))
-    print(f"\nobject_3d twin: oracle {oracle}/{len(items)}; shuffled truth {hits}/{len(items)} [{lo:.3f}, {hi:.3f}]")
-    assert lo < 1 / 3 < hi
+    letters = [_odd_letter(truth[it.meta["trial"]]) for it in items]
+    control = shuffled_control(letters, [it.gold for it in items], chance=1 / 3)
+    print(f"\nobject_3d twin: oracle {oracle}/{len(items)}; shuffled truth {control}")
+    assert control.ok()
 
 
 def test_twin_barense_trials_are_excluded_by_default_and_counted(embedded_data):

@@ -135,6 +135,17 @@ def cmd_fixtures_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fixtures_sheet(args: argparse.Namespace) -> int:
+    from plainsight.contact_sheet import contact_sheet
+
+    root = args.data_root.resolve() if args.data_root else None
+    sheet = contact_sheet(root, per_task=args.per_task, seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out, optimize=True)
+    print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]})")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from plainsight.baseline import Baseline, compare_runs
     from plainsight.report import format_table
@@ -188,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the tiny default-matrix models go (same seed -> identical files)")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_fixtures_build)
+    c = fsub.add_parser("sheet", help="a contact sheet PNG: a few items of every task as the VLM sees them")
+    c.add_argument("--out", type=Path, default=Path("docs/benchmark.png"))
+    c.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
+    c.add_argument("--per-task", type=int, default=2)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_fixtures_sheet)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from plainsight.data.embedded.art_style_twin import build_art_style_twin
 from plainsight.data.embedded.blink_twin import build_blink_twin
 from plainsight.data.embedded.depth_twin import build_cvbench_twin, build_nyuv2_twin
 from plainsight.data.embedded.funkpoint_twin import build_funkpoint_twin
@@ -17,7 +18,7 @@ from plainsight.data.embedded.spair_twin import build_spair_twin
 
 # Order matters: the BLINK twin is drawn from the SPair and FunKPoint twins, and the CV-Bench twin balances its items against the layout prior of the NYUv2 twin.
 BUILDERS = [build_hpatches_twin, build_spair_twin, build_funkpoint_twin, build_blink_twin, build_nyuv2_twin,
-            build_cvbench_twin, build_mochi_twin]
+            build_cvbench_twin, build_mochi_twin, build_art_style_twin]
 
 
 def build_all(out_dir: Path, seed: int = 0) -> dict:

@@ -37,11 +37,6 @@ def _encode(image: Image.Image, n: int) -> dict:
 
 def write_subtask(out_dir: Path, subtask: str, items: list[Item]) -> int:
     """Write ``out_dir/BLINK/<subtask>/val-00000-of-00001.parquet`` and its truth file; returns the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = Path(out_dir) / FOLDER / subtask
-    folder.mkdir(parents=True, exist_ok=True)
     rows, truth = [], []
     for n, item in enumerate(items):
         drawn = draw_item_points(item, item.load_images())
@@ -53,6 +48,16 @@ def write_subtask(out_dir: Path, subtask: str, items: list[Item]) -> int:
             "prompt": item.prompt, "explanation": "",
         })  # fmt: skip
         truth.append({"idx": idx, "item": item.id, "points": [dict(im.points) for im in item.images]})
+    return write_rows(out_dir, subtask, rows, truth)
+
+
+def write_rows(out_dir: Path, subtask: str, rows: list[dict], truth: list[dict]) -> int:
+    """BLINK's val parquet for one subtask (its columns and types) and our truth file beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(out_dir) / FOLDER / subtask
+    folder.mkdir(parents=True, exist_ok=True)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     schema = pa.schema([
         ("idx", pa.string()), ("question", pa.string()), ("sub_task", pa.string()), ("image_1", image_type),

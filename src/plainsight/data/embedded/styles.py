@@ -35,12 +35,11 @@ def stylise(photo: np.ndarray, style: str, rng: np.random.Generator) -> np.ndarr
     if style not in _PAINTERS:
         raise ValueError(f"unknown style {style!r}; known styles: {', '.join(STYLES)}")
     pixels = np.asarray(photo)
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"photo must be (H, W, 3), got shape {pixels.shape}")
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"photo must be an (H, W, 3) uint8 array, got {pixels.dtype} of shape {pixels.shape}")
     colour = pixels.astype(np.float32) / 255.0
     mark_scale = max(colour.shape[:2]) / _REFERENCE_SIDE
-    painting = _PAINTERS[style](colour, rng, mark_scale)
-    return np.round(np.clip(painting, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _to_uint8(_PAINTERS[style](colour, rng, mark_scale))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -48,44 +47,32 @@ def stylise(photo: np.ndarray, style: str, rng: np.random.Generator) -> np.ndarr
 
 
 def _pointillist(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
-    """Round dots of jittered local colour, touching but not merging, over a pale blurred underpainting."""
+    """Evenly packed round dots of jittered local colour over a pale blurred underpainting that shows between them."""
     height, width = colour.shape[:2]
-    paleness = rng.uniform(0.25, 0.35)
-    underpainting = _lerp(_blur(colour, 3.0 * mark_scale), 1.0, paleness)
-    dot_colour_source = _blur(colour, 0.8 * mark_scale)
-    canvas = underpainting
-    # two layers of dots on independent jittered grids: the second fills the gaps of the first
-    for layer in range(2):
-        radius = rng.uniform(1.6, 2.1) * mark_scale
-        cell = radius * rng.uniform(1.9, 2.2)
-        cells = _jittered_cells(rng, height, width, cell, jitter=0.7)
-        site_y, site_x = cells.sites()
-        dot_colour = _sample(dot_colour_source, site_y, site_x)
-        # "slightly jittered": a per-dot lightness shift and a smaller per-channel shift
-        dot_colour = dot_colour + rng.normal(0.0, 0.07, dot_colour.shape[:-1] + (1,))
-        dot_colour = dot_colour + rng.normal(0.0, 0.035, dot_colour.shape)
-        owner, nearest, _ = cells.nearest_sites()
-        shrink = 1.0 if layer == 0 else 0.8
-        coverage = _smoothstep(radius * shrink + 0.5, radius * shrink - 0.5, nearest)[..., None]
-        canvas = canvas * (1.0 - coverage) + dot_colour.reshape(-1, 3)[owner] * coverage
-    return canvas
+    radius = rng.uniform(1.8, 2.2) * mark_scale
+    cell = radius * rng.uniform(2.0, 2.2)
+    underpainting = _lerp(_blur(colour, 3.0 * mark_scale), 1.0, rng.uniform(0.3, 0.4))
+    cells = _jittered_cells(rng, height, width, cell, jitter=0.45)
+    site_y, site_x = cells.sites()
+    dot_colour = _sample(_blur(colour, 1.0 * mark_scale), site_y, site_x).reshape(-1, 3)
+    # "slightly jittered": a per-dot lightness shift and a smaller per-channel shift
+    dot_colour = dot_colour + rng.normal(0.0, 0.09, (dot_colour.shape[0], 1)) + rng.normal(0.0, 0.02, dot_colour.shape)
+    owner, nearest, _ = cells.nearest_sites()
+    coverage = _smoothstep(radius + 0.5, radius - 0.5, nearest)[..., None]
+    return underpainting * (1.0 - coverage) + dot_colour[owner] * coverage
 
 
 def _posterised(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
     """A smoothed photo reduced to a few flat colours of its own, with thin dark outlines on strong edges."""
     colour_count = int(rng.integers(5, 9))
-    median_size = max(3, int(round(rng.uniform(4.5, 6.5) * mark_scale)) | 1)
-    smoothed = ndimage.median_filter(colour, size=(median_size, median_size, 1))
-    smoothed = _blur(smoothed, 0.8 * mark_scale)
-    as_image = Image.fromarray(_to_uint8(smoothed))
-    indexed = as_image.quantize(colors=colour_count, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    indexed = indexed.filter(ImageFilter.ModeFilter(max(3, int(round(5 * mark_scale)) | 1)))
-    palette = np.asarray(indexed.getpalette()[: 3 * 256], dtype=np.float32).reshape(-1, 3) / 255.0
-    labels = np.asarray(indexed, dtype=np.intp)
+    median_size = max(3, int(round(5 * mark_scale)) | 1)
+    smoothed = Image.fromarray(_to_uint8(colour)).filter(ImageFilter.MedianFilter(median_size))
+    smoothed = smoothed.filter(ImageFilter.GaussianBlur(rng.uniform(1.1, 1.5) * mark_scale))
+    palette, labels = _reduce_palette(smoothed, colour_count, mode_size=max(3, int(round(3 * mark_scale)) | 1))
     flat = palette[labels]
-    # outline where neighbouring areas differ strongly in lightness
+    # outline where neighbouring flat areas differ clearly in lightness (not between near-equal shades)
     lightness = flat @ _LUMA
-    threshold = rng.uniform(0.1, 0.16)
+    threshold = rng.uniform(0.06, 0.09)
     step_down = np.abs(np.diff(lightness, axis=0)) > threshold
     step_right = np.abs(np.diff(lightness, axis=1)) > threshold
     outline = np.zeros(lightness.shape, dtype=bool)
@@ -98,13 +85,14 @@ def _posterised(colour: np.ndarray, rng: np.random.Generator, mark_scale: float)
 
 
 def _brush_strokes(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
-    """Thick flat-brush strokes laid along the local edge direction, each with bristle streaks along its length."""
+    """Thick flat-brush strokes along the local edges or a dominant slant, each ridged and streaked by its bristles."""
     height, width = colour.shape[:2]
     stroke_length = rng.uniform(11.0, 15.0) * mark_scale
     stroke_width = rng.uniform(3.6, 4.6) * mark_scale
-    angle_jitter = rng.uniform(0.15, 0.3)
-    dominant_angle = rng.uniform(0.0, np.pi)
-    bristle_period = rng.uniform(1.6, 2.2) * mark_scale
+    angle_jitter = rng.uniform(0.2, 0.3)
+    # a right-handed painter's slant, lower left to upper right (image rows grow downwards)
+    dominant_angle = -np.pi / 4 + rng.uniform(-0.25, 0.25)
+    bristle_period = rng.uniform(2.6, 3.2) * mark_scale
 
     edge_angle, coherence = _edge_orientation(colour, 2.5 * mark_scale)
     stroke_count = int(2.2 * height * width / (stroke_length * stroke_width))
@@ -112,12 +100,12 @@ def _brush_strokes(colour: np.ndarray, rng: np.random.Generator, mark_scale: flo
     centre_x = rng.uniform(0, width, stroke_count)
     iy = np.clip(centre_y.astype(int), 0, height - 1)
     ix = np.clip(centre_x.astype(int), 0, width - 1)
-    # follow the edges where the photo has them, a dominant direction in flat areas
-    follow = np.clip(coherence[iy, ix] * 2.0, 0.0, 1.0)
-    angle = np.where(follow > rng.random(stroke_count), edge_angle[iy, ix], dominant_angle)
+    # follow the photo's clear edges, keep the dominant slant elsewhere
+    follows_edge = coherence[iy, ix] > rng.uniform(0.3, 0.9, stroke_count)
+    angle = np.where(follows_edge, edge_angle[iy, ix], dominant_angle)
     angle = angle + rng.normal(0.0, angle_jitter, stroke_count)
     stroke_colour = _blur(colour, 1.0 * mark_scale)[iy, ix]
-    stroke_colour = stroke_colour + rng.normal(0.0, 0.03, (stroke_count, 1)) + rng.normal(0.0, 0.02, (stroke_count, 3))
+    stroke_colour = stroke_colour + rng.normal(0.0, 0.08, (stroke_count, 1)) + rng.normal(0.0, 0.012, (stroke_count, 3))
 
     # draw stroke ids, later strokes over earlier ones; id 0 is bare underpainting
     along = np.stack([np.cos(angle), np.sin(angle)], axis=1) * (stroke_length / 2)
@@ -131,22 +119,25 @@ def _brush_strokes(colour: np.ndarray, rng: np.random.Generator, mark_scale: flo
     painted = stroke_id > 0
     owner = np.maximum(stroke_id - 1, 0)
 
-    # bristle streaks: brightness varies across each stroke, constant along it
+    # paint is thicker in the middle of a stroke (lighter ridge, darker flanks) and streaked along it by the bristles
     pixel_y, pixel_x = np.mgrid[0:height, 0:width].astype(np.float32)
     across = -(pixel_x - centre_x[owner]) * np.sin(angle[owner]) + (pixel_y - centre_y[owner]) * np.cos(angle[owner])
+    across_fraction = np.clip(across / (stroke_width / 2), -1.0, 1.0)
+    ridge = 1.06 - 0.16 * across_fraction**2
     phase = rng.uniform(0.0, 2 * np.pi, stroke_count)[owner]
-    streaks = 1.0 + 0.09 * np.sin(2 * np.pi * across / bristle_period + phase)
-    strokes = stroke_colour[owner] * streaks[..., None]
+    streaks = 1.0 + 0.12 * np.sin(2 * np.pi * across / bristle_period + phase)
+    strokes = stroke_colour[owner] * (ridge * streaks)[..., None]
     underpainting = _blur(colour, 2.0 * mark_scale)
     return np.where(painted[..., None], strokes, underpainting)
 
 
 def _hatching(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
-    """Pen-and-ink cross-hatching in coloured ink on a paper washed with the local colour; darker areas get more layers."""
+    """Cross-hatching in coloured ink on paper washed with the local colour; darker areas get more, thicker layers."""
     height, width = colour.shape[:2]
-    spacing = rng.uniform(3.4, 4.4) * mark_scale
-    first_angle = rng.uniform(np.pi / 6, np.pi / 3) * rng.choice([-1.0, 1.0])
-    layer_angles = first_angle + np.array([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]) + rng.normal(0, 0.08, 4)
+    spacing = rng.uniform(3.6, 4.2) * mark_scale
+    # the first layer runs the way a right hand hatches, from lower left to upper right
+    first_angle = np.pi / 4 + rng.uniform(-0.1, 0.1)
+    layer_angles = first_angle + np.array([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]) + rng.normal(0, 0.05, 4)
     layer_thresholds = np.array([0.0, 0.3, 0.55, 0.78])
     local = _blur(colour, 1.2 * mark_scale)
     darkness = 1.0 - local @ _LUMA
@@ -172,37 +163,41 @@ def _hatching(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -
 def _watercolour(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
     """Soft bleeding pigment pools with darker dried edges on grainy paper, a little lighter and paler."""
     height, width = colour.shape[:2]
-    bleed = rng.uniform(2.0, 3.5) * mark_scale
+    bleed = rng.uniform(1.8, 2.6) * mark_scale
     shift_y = _smooth_noise(rng, (height, width), 4.0 * mark_scale) * bleed
     shift_x = _smooth_noise(rng, (height, width), 4.0 * mark_scale) * bleed
     pixel_y, pixel_x = np.mgrid[0:height, 0:width].astype(np.float32)
     coords = np.stack([pixel_y + shift_y, pixel_x + shift_x])
     bled = np.stack([ndimage.map_coordinates(colour[..., c], coords, order=1, mode="nearest") for c in range(3)], -1)
-    pigment = _blur(bled, rng.uniform(1.8, 2.5) * mark_scale)
+    pigment = _blur(bled, rng.uniform(1.4, 1.9) * mark_scale)
 
-    # pools: a few washes of the photo's own colours, softened, then mixed back with the bled pigment
-    pool_count = int(rng.integers(7, 11))
-    indexed = Image.fromarray(_to_uint8(pigment)).quantize(pool_count, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    palette = np.asarray(indexed.getpalette()[: 3 * 256], dtype=np.float32).reshape(-1, 3) / 255.0
-    pools = _blur(palette[np.asarray(indexed, dtype=np.intp)], 1.4 * mark_scale)
-    wash = _lerp(pigment, pools, 0.6)
-    # pigment gathers where a pool dries: darken along the pools' edges
-    edge = ndimage.gaussian_gradient_magnitude(pools @ _LUMA, 1.0 * mark_scale)
-    edge = np.clip(edge / max(float(np.percentile(edge, 99)), 1e-3), 0.0, 1.0)
-    wash = wash * (1.0 - rng.uniform(0.22, 0.32) * edge[..., None])
+    # pools: washes of a few of the photo's own colours, softened, then mixed back with the bled pigment
+    pool_count = int(rng.integers(8, 12))
+    palette, pool_id = _reduce_palette(Image.fromarray(_to_uint8(pigment)), pool_count, mode_size=3)
+    wash = _lerp(pigment, _blur(palette[pool_id], 1.0 * mark_scale), 0.7)
+    # pigment gathers where a pool dries: a darker rim along the borders between pools of clearly different tone
+    pool_lightness = (palette @ _LUMA)[pool_id]
+    border = np.zeros((height, width), dtype=np.float32)
+    border[1:] = np.abs(np.diff(pool_lightness, axis=0))
+    border[:, 1:] = np.maximum(border[:, 1:], np.abs(np.diff(pool_lightness, axis=1)))
+    border = np.clip(border / 0.12, 0.0, 1.0)
+    rim = np.clip(ndimage.gaussian_filter(border, 0.9 * mark_scale) * 2.5, 0.0, 1.0)
+    wash = wash * (1.0 - rng.uniform(0.18, 0.26) * rim[..., None])
 
+    # uneven pigment density and the grain of cold-pressed paper
     density = 1.0 + 0.05 * _smooth_noise(rng, (height, width), 8.0 * mark_scale)
-    grain = 1.0 + rng.uniform(0.05, 0.07) * _smooth_noise(rng, (height, width), 0.7 * mark_scale)
+    grain = 1.0 + rng.uniform(0.04, 0.05) * _smooth_noise(rng, (height, width), 0.8 * mark_scale)
+    grain = grain + 0.03 * _smooth_noise(rng, (height, width), 2.0 * mark_scale)
     wash = wash * (density * grain)[..., None]
     grey = (wash @ _LUMA)[..., None]
     return _lerp(_lerp(wash, grey, rng.uniform(0.12, 0.2)), 1.0, rng.uniform(0.08, 0.14))
 
 
 def _mosaic(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> np.ndarray:
-    """Irregular (Voronoi) tiles, each flat in its area's mean colour, separated by thin dark grout."""
+    """Irregular (Voronoi) glazed tiles in their area's mean colour, separated by thin dark grout."""
     height, width = colour.shape[:2]
-    tile_size = rng.uniform(8.0, 11.0) * mark_scale
-    grout_width = rng.uniform(0.9, 1.2) * mark_scale
+    tile_size = rng.uniform(10.0, 13.0) * mark_scale
+    grout_width = rng.uniform(1.2, 1.5) * mark_scale
     cells = _jittered_cells(rng, height, width, tile_size, jitter=0.8)
     owner, nearest, second = cells.nearest_sites()
     site_count = cells.site_count
@@ -210,8 +205,12 @@ def _mosaic(colour: np.ndarray, rng: np.random.Generator, mark_scale: float) -> 
     tile_colour = np.stack([np.bincount(owner.ravel(), colour[..., c].ravel(), site_count) for c in range(3)], -1)
     tile_colour = tile_colour / np.maximum(pixel_count, 1.0)[:, None]
     tile_colour = tile_colour + rng.normal(0.0, 0.025, (site_count, 1))
-    tiles = tile_colour[owner]
-    # the gap between nearest and second-nearest site distance is twice the distance to the tile border
+    # glazed tiles catch a light from the upper left: each is lighter on that side
+    site_y, site_x = cells.sites()
+    pixel_y, pixel_x = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    toward_light = -((pixel_x - site_x.ravel()[owner]) + (pixel_y - site_y.ravel()[owner])) / tile_size
+    tiles = tile_colour[owner] * (1.0 + rng.uniform(0.25, 0.35) * toward_light)[..., None]
+    # the gap between the nearest and second-nearest site distances shrinks to zero at a tile border
     grout = _smoothstep(grout_width + 0.5, grout_width - 0.5, (second - nearest))[..., None]
     grout_colour = tiles * rng.uniform(0.2, 0.3)
     return tiles * (1.0 - grout) + grout_colour * grout
@@ -273,6 +272,19 @@ def _jittered_cells(rng: np.random.Generator, height: int, width: int, cell: flo
     site_y = ((np.arange(rows)[:, None] - 1) + offset_y) * cell
     site_x = ((np.arange(cols)[None, :] - 1) + offset_x) * cell
     return _JitteredCells(site_y.astype(np.float32), site_x.astype(np.float32), cell, height, width)
+
+
+def _reduce_palette(image: Image.Image, colour_count: int, mode_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image's own ``colour_count`` main colours (median cut) as floats, and each pixel's index into them.
+
+    The palette is found on a half-size copy (fast); every pixel then takes its nearest palette colour, and a mode
+    filter of ``mode_size`` removes specks.
+    """
+    half_size = image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.BOX)
+    palette_image = half_size.quantize(colour_count, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    indexed = image.quantize(palette=palette_image, dither=Image.Dither.NONE).filter(ImageFilter.ModeFilter(mode_size))
+    palette = np.asarray(indexed.getpalette()[: 3 * 256], dtype=np.float32).reshape(-1, 3) / 255.0
+    return palette, np.asarray(indexed, dtype=np.intp)
 
 
 def _edge_orientation(colour: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
