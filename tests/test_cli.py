@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,3 +103,32 @@ def test_unknown_item_and_task_are_clean_errors(tmp_path: Path, embedded_data: P
     assert_clean_error(out, "no item 'nope'")
     out = plainsight("items", "--task", "nonsense")
     assert_clean_error(out, "unknown task 'nonsense'")
+
+
+def test_contact_sheet_shows_every_task_and_the_readme_shows_it(tmp_path: Path, embedded_data: Path):
+    out = plainsight("fixtures", "sheet", "--per-task", "1", "--out", str(tmp_path / "sheet.png"))
+    assert out.returncode == 0, out.stderr
+    from plainsight.contact_sheet import GAP, ROW_HEIGHT
+    from plainsight.tasks import all_tasks
+
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.height == len(all_tasks()) * (ROW_HEIGHT + GAP) == 6 * (ROW_HEIGHT + GAP)
+    committed = REPO / "docs" / "benchmark.png"
+    assert committed.is_file() and "docs/benchmark.png" in (REPO / "README.md").read_text()
+
+
+def test_task_options_are_checked_by_name():
+    from plainsight.errors import ConfigError
+    from plainsight.tasks import all_tasks, parse_task_options
+
+    tasks = all_tasks()
+    assert parse_task_options(["object_3d.n_objects=4"], tasks) == {"object_3d": {"n_objects": "4"}}
+    assert parse_task_options(["n_objects=3"], tasks, task="object_3d") == {"object_3d": {"n_objects": "3"}}
+    for bad, message in [
+        ("n_objects=4", "which task?"),
+        ("object_3d.n_objects", "expected TASK.NAME=VALUE"),
+        ("depht.n_objects=4", "unknown task 'depht'"),
+        ("depth.n_objects=4", "depth has no option 'n_objects'; its options: none"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_task_options([bad], tasks)

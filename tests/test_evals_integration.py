@@ -188,3 +188,48 @@ def test_generation_scoring_counts_parse_failures(eval_project: pytest.Pytester)
         assert rec["image_mode"] == "separate"
     items = [json.loads(line) for line in (eval_project.path / "report" / "items.jsonl").read_text().splitlines()]
     assert any(i["detail"] == "I cannot decide." and i["reason"] == "parse_failure" for i in items)
+
+
+@pytest.fixture
+def all_evals(pytester: pytest.Pytester, embedded_data: Path) -> pytest.Pytester:
+    for module in sorted((REPO / "evals").glob("test_*.py")):
+        shutil.copy(module, pytester.path / module.name)
+    (pytester.path / "models.toml").write_text(DOUBLES_TOML)
+    (pytester.path / "thresholds.toml").write_text(THRESHOLDS)
+    return pytester
+
+
+def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest_subprocess("--collect-only", "-q", f"--model-config={pytester.path / 'models.toml'}", *args)
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_every_task_has_its_pairs_and_k_selects_them(all_evals: pytest.Pytester):
+    collected = _collected(all_evals)
+    tasks = {"depth", "semantic_correspondence", "functional_correspondence", "low_level_matching", "object_3d", "art_style"}
+    assert {t for line in collected for t in tasks if f"[{t}-" in line} == tasks
+    for task, module in (("object_3d", "test_object_3d.py"), ("art_style", "test_art_style.py")):
+        selected = _collected(all_evals, "-k", task)
+        assert len(selected) == 5 and all(line.startswith(f"{module}::") and f"[{task}-" in line for line in selected)
+
+
+def test_oracle_and_constant_on_the_new_tasks(all_evals: pytest.Pytester):
+    """Through pytest on the embedded twins: the oracle scores 1.0, constant-"A" scores the share of gold A."""
+    report_dir = all_evals.path / "report"
+    common = [f"--model-config={all_evals.path / 'models.toml'}", f"--thresholds={all_evals.path / 'thresholds.toml'}",
+              f"--report-dir={report_dir}", "-k", "(object_3d or art_style) and (oracle or constant-a)"]  # fmt: skip
+    all_evals.runpytest_subprocess(*common)
+    records = by_key(json.loads((report_dir / "results.json").read_text()))
+    for task, n, chance in (("object_3d", 120, 1 / 3), ("art_style", 120, 0.5)):
+        oracle = records[(task, "oracle", "vlm")]
+        assert oracle["n"] == n and oracle["accuracy"] == 1.0 and oracle["verdict"] == "pass"
+        constant = records[(task, "constant-a", "vlm")]
+        assert constant["accuracy"] == pytest.approx(constant["gold_dist"]["A"]) and constant["chance"] == pytest.approx(chance, abs=1e-6)
+        assert constant["verdict"] == "fail" and "chance floor" in constant["reason"]
+    # MOCHI's 4-image trials, behind the task option: four choices, chance 1/4.
+    all_evals.runpytest_subprocess(*common[:-2], "-k", "object_3d and oracle", "--task-option", "object_3d.n_objects=4")
+    four = by_key(json.loads((report_dir / "results.json").read_text()))[("object_3d", "oracle", "vlm")]
+    assert four["n"] == 12 and four["chance"] == 0.25 and four["accuracy"] == 1.0
+    bad = all_evals.runpytest_subprocess(*common, "--task-option", "object_3d.n_views=4")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*object_3d has no option 'n_views'; its options: n_objects*"])
