@@ -146,6 +146,23 @@ def cmd_fixtures_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from plainsight import report as report_mod
+    from plainsight.merge import merge_runs
+
+    metadata, records, rows = merge_runs(args.dirs, args.thresholds)
+    out = args.out
+    report_mod.atomic_write(out / "items.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    report_mod.write_results(out, metadata, records)
+    report_mod.write_markdown(out, metadata, records)
+    print(report_mod.format_table(report_mod.SUMMARY_HEADER, report_mod.summary_rows(records)))
+    failed = [r for r in records if r.get("verdict") == "fail"]
+    for r in failed:
+        print(f"FAIL {r['task']} × {r['model']} ({r['role']}): {r['reason']}")
+    print(f"merged {len(args.dirs)} shards -> {out / 'results.json'} ({len(records)} records, {len(failed)} failed)")
+    return 1 if failed else 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from plainsight.baseline import Baseline, compare_runs
     from plainsight.report import format_table
@@ -190,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", type=Path, help="second run folder")
     p.add_argument("--json", action="store_true", help="one JSON object per (task, model, role)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("merge", help="combine the report folders of sharded runs (--shard i/n) into one gated report")
+    p.add_argument("dirs", type=Path, nargs="+", help="the --report-dir of every shard")
+    p.add_argument("--out", type=Path, default=Path("reports/merged"))
+    p.add_argument("--thresholds", type=Path, default=Path("fixtures/thresholds.toml"))
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("fixtures", help="the embedded benchmark")
     fsub = p.add_subparsers(dest="fixtures_command", required=True)

@@ -34,6 +34,7 @@ from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VL
 log = logging.getLogger("plainsight")
 
 RECORDS_PROPERTY = "plainsight.records"
+ANSWERS_PROPERTY = "plainsight.answers"  # per test: outcomes reused from an earlier run vs computed (--resume)
 ROLE_PROBE = "probe"
 # The parametrized fixtures an eval test asks for, and the role each stands for.
 CASE_FIXTURES = {"vision_case": ROLE_VISION, "vlm_case": ROLE_VLM, "probe_case": ROLE_PROBE}
@@ -78,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scoring", default=None, choices=("letters", "generate"),
                     help="VLM scoring for every model: letter log-probabilities or greedy generation + strict parser "
                          "(default: each model's `scoring`, letters unless set)")
+    group.addoption("--shard", default=None, metavar="I/N",
+                    help="score only shard I of N of every task's items (records, does not gate; `plainsight merge` "
+                         "combines the shards and gates)")
+    group.addoption("--resume", action="store_true",
+                    help="continue the run in --report-dir: answers it already stored (same item, model, prompt, "
+                         "placement and scoring) are reused, not recomputed")
     group.addoption("--baseline", default=None, help="fail pairs that are significantly worse than the run stored in DIR")
     group.addoption("--update-baseline", default=None, help="store this run's results.json and items.jsonl in DIR")
 
@@ -106,11 +113,14 @@ class PluginState:
             probe_recipe=opt("--probe-recipe"),
             cache_dir=Path(opt("--cache-dir") or root / ".plainsight-cache"),
             task_options=_checked_task_options(opt("--task-option")),
+            shard=_checked_shard(opt("--shard")),
         )
+        self.resume = bool(opt("--resume"))
         self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self.is_worker = hasattr(config, "workerinput")
         self.records: list[dict[str, Any]] = []
+        self.answer_counts: dict[str, int] = {}  # reused / computed outcomes over the run (--resume)
         self._entries: dict[str, ModelEntry] | None = None
         self._all_entries: dict[str, ModelEntry] | None = None
         self._thresholds: Thresholds | None = None
@@ -151,19 +161,33 @@ class PluginState:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome, worker=self.worker)
+            answers = report_mod.stored_answers(self.report_dir) if self.resume else None
+            self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome, worker=self.worker,
+                                  answers=answers)  # fmt: skip
         return self._runner
 
-    def _log_outcome(self, task: str, model: str, role: str, outcome: Outcome) -> None:
+    def _log_outcome(self, task: str, model: str, role: str, outcome: Outcome, key: str | None) -> None:
         if self._item_log is None:
             self._item_log = report_mod.ItemLog(self.report_dir, self.worker)
-        self._item_log.write(outcome.to_json(task, model, role))
+        self._item_log.write({**outcome.to_json(task, model, role), "key": key})
 
     def close(self) -> None:
         if self._item_log is not None:
             self._item_log.close()
         if self._runner is not None:
             self._runner.release()
+
+
+def _checked_shard(value: str | None) -> tuple[int, int] | None:
+    from plainsight.errors import PlainsightError
+    from plainsight.merge import parse_shard
+
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except PlainsightError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _checked_task_options(values: list[str]) -> dict[str, dict[str, str]]:
@@ -194,6 +218,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = PluginState(config)
     config.stash[STATE_KEY] = state
     if not state.is_worker:
+        if state.resume:
+            # What a killed run left in part files joins items.jsonl before anyone reads it.
+            report_mod.consolidate_item_logs(state.report_dir)
         for stale in state.report_dir.glob("items.part-*.jsonl"):
             stale.unlink()
         config.pluginmanager.register(ReportWriter(state), "plainsight-report")
@@ -302,6 +329,8 @@ class Harness:
     def __init__(self, state: PluginState, node: pytest.Item):
         self.state = state
         self.node = node
+        runner = state._runner
+        self._counted = (runner.reused, runner.computed) if runner is not None else (0, 0)
 
     def evaluate(self, case: Case) -> dict[str, Any]:
         """Compute the records of a case (a VLM case also runs its blind control and paired vision baseline)."""
@@ -371,6 +400,11 @@ class Harness:
 
     def gate(self, record: dict[str, Any]) -> None:
         """Judge a record against thresholds.toml and turn the verdict into the test outcome."""
+        shard = self.state.options.shard
+        if shard is not None:
+            record.update(verdict="skip", reason=f"shard {shard[0]}/{shard[1]}: recorded, not gated (`plainsight merge` "
+                                                 "gates the merged shards)", checks={})  # fmt: skip
+            return
         entry = self.state.all_entries[record["model"]]
         gates = self.state.thresholds.for_case(record["task"], record["model"], record["role"])
         verdict = judge(record, gates, smoke=entry.smoke)
@@ -414,6 +448,11 @@ class Harness:
 
     def _attach(self, records: list[dict[str, Any]]) -> None:
         self.node.user_properties.append((RECORDS_PROPERTY, records))
+        runner = self.state._runner
+        if runner is not None:
+            reused, computed = runner.reused - self._counted[0], runner.computed - self._counted[1]
+            self._counted = (runner.reused, runner.computed)
+            self.node.user_properties.append((ANSWERS_PROPERTY, {"reused": reused, "computed": computed}))
 
     def _skip(self, case: Case, reason: str) -> None:
         roles = [case.role]
@@ -449,9 +488,17 @@ class ReportWriter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
+        new_records = False
         for name, value in report.user_properties:
             if name == RECORDS_PROPERTY:
                 self.state.records.extend(value)
+                new_records = True
+            elif name == ANSWERS_PROPERTY:
+                for k, v in value.items():
+                    self.state.answer_counts[k] = self.state.answer_counts.get(k, 0) + v
+        if new_records:
+            # A killed run still leaves a readable report of the tests that finished (writes are atomic).
+            self._write(complete=False)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
@@ -459,6 +506,14 @@ class ReportWriter:
         if not state.records:
             return
         report_mod.merge_item_logs(state.report_dir)
+        self._write(complete=True)
+        if state.update_baseline_dir is not None:
+            from plainsight.baseline import store
+
+            store(state.report_dir, state.update_baseline_dir)
+
+    def _write(self, *, complete: bool) -> None:
+        state = self.state
         metadata = report_mod.run_metadata(
             seed=state.options.seed,
             options={
@@ -469,15 +524,15 @@ class ReportWriter:
                 "device": state.options.device,
                 "dtype": state.options.dtype,
                 "models": sorted({r["model"] for r in state.records}),
+                **({"shard": f"{state.options.shard[0]}/{state.options.shard[1]}"} if state.options.shard else {}),
+                "resume": state.resume,
             },
             fingerprints=_fingerprints(state),
         )
+        metadata["complete"] = complete
+        metadata["answers"] = dict(sorted(state.answer_counts.items()))
         report_mod.write_results(state.report_dir, metadata, state.records)
         report_mod.write_markdown(state.report_dir, metadata, state.records)
-        if state.update_baseline_dir is not None:
-            from plainsight.baseline import store
-
-            store(state.report_dir, state.update_baseline_dir)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if not self.state.records:
@@ -485,6 +540,11 @@ class ReportWriter:
         terminalreporter.section("plainsight")
         rows = report_mod.summary_rows(self.state.records)
         terminalreporter.write_line(report_mod.format_table(report_mod.SUMMARY_HEADER, rows))
+        if self.state.resume:
+            counts = self.state.answer_counts
+            terminalreporter.write_line(
+                f"resumed: {counts.get('reused', 0)} answers reused from the earlier run, {counts.get('computed', 0)} computed"
+            )
         terminalreporter.write_line(
             f"report: {self.state.report_dir / 'report.md'}  results: {self.state.report_dir / 'results.json'}"
         )

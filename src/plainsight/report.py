@@ -46,15 +46,47 @@ class ItemLog:
         self._fh.close()
 
 
+def _read_item_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an item log; a line a killed process left half-written is skipped."""
+    rows = []
+    for raw in path.read_text().splitlines():
+        if raw.strip():
+            try:
+                rows.append(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def consolidate_item_logs(report_dir: Path) -> int:
+    """items.jsonl ∪ the part files an interrupted run left → items.jsonl (atomically); parts removed."""
+    lines: dict[tuple[str, str, str, str], str] = {}
+    sources = [report_dir / "items.jsonl"] if (report_dir / "items.jsonl").is_file() else []
+    parts = sorted(report_dir.glob("items.part-*.jsonl"))
+    for path in sources + parts:
+        for rec in _read_item_lines(path):
+            lines[(rec["task"], rec["model"], rec["role"], rec["item"])] = json.dumps(rec, sort_keys=True)
+    if lines:
+        atomic_write(report_dir / "items.jsonl", "".join(lines[k] + "\n" for k in sorted(lines)))
+    for part in parts:
+        part.unlink()
+    return len(lines)
+
+
+def stored_answers(report_dir: Path) -> dict[str, dict[str, Any]]:
+    """Answer key → items.jsonl line, for ``--resume`` (lines without a key, from older runs, are not reused)."""
+    path = report_dir / "items.jsonl"
+    if not path.is_file():
+        return {}
+    return {rec["key"]: rec for rec in _read_item_lines(path) if rec.get("key")}
+
+
 def merge_item_logs(report_dir: Path) -> int:
     """Combine the worker part files into a sorted, de-duplicated items.jsonl; returns the line count."""
     lines: dict[tuple[str, str, str, str], str] = {}
     parts = sorted(report_dir.glob("items.part-*.jsonl"))
     for part in parts:
-        for raw in part.read_text().splitlines():
-            if not raw.strip():
-                continue
-            rec = json.loads(raw)
+        for rec in _read_item_lines(part):
             lines[(rec["task"], rec["model"], rec["role"], rec["item"])] = json.dumps(rec, sort_keys=True)
     atomic_write(report_dir / "items.jsonl", "".join(lines[k] + "\n" for k in sorted(lines)))
     for part in parts:

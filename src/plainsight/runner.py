@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from plainsight import render
-from plainsight.items import Item, ItemImage, item_set_fingerprint
+from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint
 from plainsight.models.registry import ModelEntry
 from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
@@ -95,6 +95,7 @@ class RunOptions:
     probe_recipe: str = "auto"  # depth probe recipe: auto (full on CUDA, small on CPU), full, small
     cache_dir: Path = Path(".plainsight-cache")  # trained probes
     task_options: dict[str, dict[str, str]] = field(default_factory=dict)  # task → {option: value} (--task-option)
+    shard: tuple[int, int] | None = None  # (i, n): this runner scores every n-th item from the (i-1)-th (--shard i/n)
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:
@@ -114,20 +115,33 @@ def resolve_dtype(requested: str, device: str) -> str:
     return requested
 
 
-OutcomeSink = Callable[[str, str, str, Outcome], None]
+OutcomeSink = Callable[[str, str, str, Outcome, "str | None"], None]  # task, model, role, outcome, answer key
+
+
+def outcome_from_json(row: dict[str, Any]) -> Outcome:
+    """An items.jsonl line back into an Outcome (scores written as "nan"/"inf" strings become floats)."""
+    scores = row.get("scores")
+    if scores is not None:
+        scores = {k: float(v) for k, v in scores.items()}
+    return Outcome(row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"))
 
 
 class Runner:
     """Per-worker store of items, loaded models and memoised role runs."""
 
     def __init__(
-        self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None, worker: str = "main"
+        self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None, worker: str = "main",
+        answers: dict[str, dict[str, Any]] | None = None,
     ):
         self.options = options
         self.worker = worker
         self.entries = entries
         self.sink = sink
+        self.answers = answers or {}  # answer key → items.jsonl line of an earlier run (--resume)
+        self.reused = 0  # outcomes taken from `answers` instead of being computed
+        self.computed = 0
         self._items: dict[str, list[Item]] = {}
+        self._item_sets: dict[str, str] = {}  # task → fingerprint of its whole item list (all shards)
         self._runs: dict[tuple[str, str, str, str], RoleRun] = {}
         self._loaded_name: str | None = None
         self._loaded: Any = None
@@ -143,8 +157,34 @@ class Runner:
                 data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit,
                 source=self.options.source, options=self.options.task_options.get(task_id, {}),
             )
-            self._items[task_id] = task.load_items(req)
+            from plainsight.merge import shard_items
+
+            items = task.load_items(req)
+            self._item_sets[task_id] = item_set_fingerprint(items)
+            self._items[task_id] = shard_items(items, self.options.shard)
         return self._items[task_id]
+
+    # -- answers of an earlier run (--resume) ----------------------------------
+    def answer_key(self, task_id: str, model_name: str, role: str, item: Item) -> str:
+        """What an outcome depends on: the item (prompt included), the model entry, its placement and scoring."""
+        entry = self.entries.get(model_name.removesuffix(OWN_TOWER_SUFFIX))
+        device = self.device_for(entry) if entry is not None else ""
+        return canonical_hash({
+            "task": task_id, "model": model_name, "role": role, "item": item.fingerprint(),
+            "entry": entry.fingerprint_fields() if entry is not None else None, "device": device,
+            "dtype": self.dtype_for(entry, device) if entry is not None else "", "scoring": self.options.scoring,
+            "probe_recipe": self.options.probe_recipe,
+        }, length=24)  # fmt: skip
+
+    def _stored_answers(self, task_id: str, model_name: str, role: str, items: list[Item]) -> list[Outcome | None]:
+        """Per item, the outcome an earlier run stored under the same answer key (None where there is none)."""
+        if not self.answers:
+            return [None] * len(items)
+        found: list[Outcome | None] = []
+        for item in items:
+            row = self.answers.get(self.answer_key(task_id, model_name, role, item))
+            found.append(None if row is None else outcome_from_json(row))
+        return found
 
     # -- models --------------------------------------------------------------
     def device_for(self, entry: ModelEntry) -> str:
@@ -212,7 +252,7 @@ class Runner:
                 run = self._run_vlm(task_id, model_name, items, blind=role == ROLE_BLIND)
             else:
                 raise ValueError(f"unknown role {role!r}")
-            run.item_set = key[3]
+            run.item_set = self._item_sets.get(task_id, key[3])
             run.seconds = time.perf_counter() - started
             self._runs[key] = run
         return self._runs[key]
@@ -228,10 +268,15 @@ class Runner:
                 self._decode_cache.popitem(last=False)
         return self._decode_cache[key]
 
-    def _emit(self, run: RoleRun, outcome: Outcome) -> None:
+    def _emit(self, run: RoleRun, outcome: Outcome, item: Item | None = None, *, reused: bool = False) -> None:
         run.outcomes.append(outcome)
+        if reused:
+            self.reused += 1
+        else:
+            self.computed += 1
         if self.sink is not None:
-            self.sink(run.task, run.model, run.role, outcome)
+            key = self.answer_key(run.task, run.model, run.role, item) if item is not None else None
+            self.sink(run.task, run.model, run.role, outcome, key)
 
     def _progress(self, run: RoleRun, done: int, total: int) -> None:
         step = max(1, total // 10)
@@ -242,6 +287,9 @@ class Runner:
         from plainsight.readouts import PREPARE, READOUTS
 
         task = get_task(task_id)
+        # The model is loaded (and a probe prepared) even when every answer is stored: the record
+        # reports its placement and preprocessing; only the items are not computed again.
+        stored = self._stored_answers(task_id, model_name, ROLE_VISION, items)
         encoder = self.encoder(model_name)
         readout = READOUTS[task.readout]
         run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
@@ -252,7 +300,10 @@ class Runner:
             run.info.update(prepared.pop("info", {}))
         uses_features = getattr(readout, "uses_features", True)
         cache: dict[tuple[str, tuple[int, int]], Any] = {}
-        for done, item in enumerate(items, 1):
+        for done, (item, answer) in enumerate(zip(items, stored), 1):
+            if answer is not None:
+                self._emit(run, answer, item, reused=True)
+                continue
             features = None
             if uses_features:
                 # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
@@ -269,7 +320,7 @@ class Runner:
             else:
                 choice = choose(result.scores, item.choices)
                 outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(result.scores))
-            self._emit(run, outcome)
+            self._emit(run, outcome, item)
             self._progress(run, done, len(items))
         return run
 
@@ -288,6 +339,7 @@ class Runner:
         run.info["preprocess"] = spec.source if spec else None
         batch_size = max(1, entry.batch_size)
         pending: list[tuple[Item, Any]] = []
+        stored = self._stored_answers(task_id, model_name, role, items)
 
         def flush() -> None:
             requests = [req for _, req in pending]
@@ -295,18 +347,21 @@ class Runner:
                 for (item, _), reply in zip(pending, vlm.generate(requests, max_new_tokens=entry.max_new_tokens)):
                     letter = parse_choice(reply, item.choices, item.option_texts or None)
                     reason = None if letter is not None else "parse_failure"
-                    self._emit(run, Outcome(item.id, item.gold, letter, reason, None, reply))
+                    self._emit(run, Outcome(item.id, item.gold, letter, reason, None, reply), item)
             else:
                 for (item, _), scores in zip(pending, vlm.score_letters(requests)):
                     choice = choose(scores.logprobs, item.choices)
-                    self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)))
+                    self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)), item)
             pending.clear()
 
-        for done, item in enumerate(items, 1):
+        for done, (item, answer) in enumerate(zip(items, stored), 1):
+            if answer is not None:
+                self._emit(run, answer, item, reused=True)
+                continue
             images = None if blind else [self._decoded(im) for im in item.images]
             shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
             if invalid:
-                self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid))
+                self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid), item)
             else:
                 pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
                 if len(pending) >= batch_size:

@@ -8,11 +8,13 @@ Selectable in a models.toml as ``source = "double:<kind>"``. Each counts one for
 - ``image-blind``: ignores the images; a fixed pseudo-random letter per item, identical blind or not.
 - ``tying``: equal scores for every letter (an argmax tie on every item).
 - ``nan``: NaN scores.
+Any double takes ``options.delay`` (seconds per item): a slow model, for interruption and resume tests.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import zlib
 
 import numpy as np
@@ -32,9 +34,11 @@ class _Double:
     def __init__(self, name: str):
         self.name = name
         self.forward_count = 0
+        self.delay = 0.0
 
     def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
         self.forward_count += len(requests)
+        time.sleep(self.delay * len(requests))
         return [LetterScores(self.scores(r)) for r in requests]
 
     def scores(self, request: VLMRequest) -> dict[str, float]:
@@ -97,11 +101,15 @@ class NaNVLM(_Double):
 
 def make_double(kind: str, name: str, options: dict | None = None) -> _Double:
     """A double by kind: oracle (``options.miss``: item ids to get wrong), constant-<letter>, image-blind, tying, nan."""
-    if kind == "oracle":
-        return OracleVLM(name, miss=tuple((options or {}).get("miss", ())))
+    options = options or {}
     simple = {"image-blind": ImageBlindVLM, "tying": TyingVLM, "nan": NaNVLM}
-    if kind in simple:
-        return simple[kind](name)
-    if kind.startswith("constant-") and len(kind) == len("constant-") + 1:
-        return ConstantVLM(name, kind[-1].upper())
-    raise ConfigError(f"unknown double {kind!r}; kinds: oracle, constant-<letter>, image-blind, tying, nan")
+    if kind == "oracle":
+        double: _Double = OracleVLM(name, miss=tuple(options.get("miss", ())))
+    elif kind in simple:
+        double = simple[kind](name)
+    elif kind.startswith("constant-") and len(kind) == len("constant-") + 1:
+        double = ConstantVLM(name, kind[-1].upper())
+    else:
+        raise ConfigError(f"unknown double {kind!r}; kinds: oracle, constant-<letter>, image-blind, tying, nan")
+    double.delay = float(options.get("delay", 0.0))
+    return double

@@ -1,0 +1,157 @@
+"""`plainsight merge`: one report, gated, from the outputs of sharded runs (`pytest evals --shard i/n`).
+
+A shard records its items' outcomes but does not gate: its records cover part of each
+task. Merging checks the shards belong together (same seed, data, prompts, models and
+shard count, every shard present once), rebuilds each (task, model, role) record from the
+union of their ``items.jsonl`` lines with the same code a single run uses, and applies the
+same gates; the result equals the unsharded run's records (timings aside).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plainsight.errors import PlainsightError
+from plainsight.records import summarize
+from plainsight.report import SCHEMA
+from plainsight.runner import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
+
+SHARD_KEY = "shard"
+# Record fields that summarize() derives from outcomes; everything else a shard record holds
+# came from the run's info (readout, device, dtype, preprocess, image mode, scoring, probe…).
+DERIVED = {
+    "n", "n_items", "n_outcomes", "correct", "accuracy", "chance", "chance_floor", "ci95", "answer_dist",
+    "gold_dist", "tv_to_gold", "tv_to_blind", "blind_accuracy", "blind_answer_dist", "parse_failures", "ties",
+    "nan", "invalid", "invalid_reasons", "paired_with", "smoke", "item_set", "seconds", "paired_n",
+    "vision_accuracy", "paired_vlm_accuracy", "gap_to_vision", "only_vision_correct", "only_vlm_correct",
+    "mcnemar_p", "verdict", "reason", "checks", "baseline", SHARD_KEY,
+}  # fmt: skip
+MATCHING_METADATA = ("seed", "data_fingerprints", "prompt_fingerprints", "model_fingerprints")
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"i/n"`` (1 ≤ i ≤ n) → (i, n); anything else is a PlainsightError saying the form."""
+    index, sep, count = value.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = 0, 0
+    if not sep or not 1 <= i <= n:
+        raise PlainsightError(f"--shard {value!r}: expected i/n with 1 <= i <= n, e.g. 2/3")
+    return i, n
+
+
+def shard_items(items: list[Any], shard: tuple[int, int] | None) -> list[Any]:
+    """Shard i of n takes every n-th item starting at the (i-1)-th: deterministic, balanced, disjoint."""
+    if shard is None:
+        return items
+    index, count = shard
+    return items[index - 1 :: count]
+
+
+def _load(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    results_path, items_path = folder / "results.json", folder / "items.jsonl"
+    for path in (results_path, items_path):
+        if not path.is_file():
+            raise PlainsightError(f"{folder}: no {path.name} (is it the --report-dir of a finished shard run?)")
+    results = json.loads(results_path.read_text())
+    if results.get("schema") != SCHEMA:
+        raise PlainsightError(f"{results_path}: schema {results.get('schema')!r}, expected {SCHEMA!r}")
+    rows = []
+    for n, line in enumerate(items_path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise PlainsightError(f"{items_path}:{n}: not valid JSON ({exc})") from None
+    return results, rows
+
+
+def _check_shards(runs: list[tuple[Path, dict[str, Any]]]) -> None:
+    shards = []
+    for folder, results in runs:
+        shard = results.get("options", {}).get(SHARD_KEY)
+        if not shard:
+            raise PlainsightError(f"{folder}: not a shard run (its metadata has no options.shard)")
+        shards.append((folder, parse_shard(shard)))
+    counts = {n for _, (_, n) in shards}
+    if len(counts) != 1:
+        raise PlainsightError(f"shards of different splits: {', '.join(f'{f} ({i}/{n})' for f, (i, n) in shards)}")
+    count = counts.pop()
+    seen: dict[int, Path] = {}
+    for folder, (index, _) in shards:
+        if index in seen:
+            raise PlainsightError(f"shard {index}/{count} given twice: {seen[index]} and {folder}")
+        seen[index] = folder
+    missing = sorted(set(range(1, count + 1)) - set(seen))
+    if missing:
+        raise PlainsightError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}: a merge needs all {count}")
+    first_folder, first = runs[0]
+    for folder, results in runs[1:]:
+        for key in MATCHING_METADATA:
+            if results.get(key) != first.get(key):
+                raise PlainsightError(f"{folder} and {first_folder} differ in {key}: they are not shards of one run")
+
+
+def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(metadata, gated records, item rows) of the run the shards in ``folders`` add up to."""
+    from plainsight.gates import judge, load_thresholds
+
+    if not folders:
+        raise PlainsightError("plainsight merge needs the report folders of the shards")
+    runs = [(folder, *_load(folder)) for folder in folders]
+    _check_shards([(folder, results) for folder, results, _ in runs])
+    rows_by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for folder, _, rows in runs:
+        for row in rows:
+            per_run = rows_by_key.setdefault((row["task"], row["model"], row["role"]), {})
+            if row["item"] in per_run:
+                raise PlainsightError(f"{folder}: item {row['item']} of {row['task']} × {row['model']} ({row['role']}) is in two shards")
+            per_run[row["item"]] = row
+    shard_records: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for _, results, _ in runs:
+        for record in results["results"]:
+            shard_records.setdefault((record["task"], record["model"], record["role"]), []).append(record)
+
+    def role_run(key: tuple[str, str, str]) -> RoleRun | None:
+        if key not in rows_by_key:
+            return None
+        first = shard_records[key][0]
+        outcomes = [outcome_from_json(row) for _, row in sorted(rows_by_key[key].items())]
+        info = {k: v for k, v in first.items() if k not in DERIVED and k not in ("task", "model", "role")}
+        seconds = sum(r.get("seconds") or 0.0 for r in shard_records[key])
+        return RoleRun(key[0], key[1], key[2], first.get("item_set", ""), outcomes, info, seconds)
+
+    thresholds = load_thresholds(thresholds_path)
+    records = []
+    for key, parts in sorted(shard_records.items()):
+        task, model, role = key
+        first = parts[0]
+        run = role_run(key)
+        if run is None or role not in (ROLE_VISION, ROLE_VLM, ROLE_BLIND):
+            if role not in (ROLE_VISION, ROLE_VLM, ROLE_BLIND) and run is None and first.get("verdict") != "skip":
+                first = {**first, "verdict": "skip", "reason": f"{role} records are not merged: run them unsharded"}
+            records.append({k: v for k, v in first.items() if k != SHARD_KEY})  # skipped (no data/model) in every shard
+            continue
+        choices = tuple(sorted(first.get("answer_dist", {}).keys() - {"none"})) or tuple(sorted(first["gold_dist"]))
+        n_items = sum(r.get("n_items", 0) for r in parts)
+        if role == ROLE_VLM:
+            paired = first.get("paired_with")
+            record = summarize(run, choices=choices, blind=role_run((task, model, ROLE_BLIND)),
+                               vision=role_run((task, paired, ROLE_VISION)) if paired else None,
+                               smoke=first.get("smoke", False), n_items=n_items)  # fmt: skip
+        else:
+            record = summarize(run, choices=choices, smoke=first.get("smoke", False), n_items=n_items)
+        if role == ROLE_BLIND or first.get("verdict") == "skip" and role == ROLE_VISION and model.endswith("/own_tower"):
+            record.update(verdict="skip", reason=first.get("reason"))
+        else:
+            verdict = judge(record, thresholds.for_case(task, model, role), smoke=record["smoke"])
+            record.update(verdict=verdict.status, reason=verdict.reason, checks=verdict.checks)
+        records.append(record)
+    metadata = {k: v for k, v in runs[0][1].items() if k not in ("schema", "results")}
+    metadata["options"] = {k: v for k, v in metadata.get("options", {}).items() if k != SHARD_KEY}
+    metadata["merged_from"] = [str(folder) for folder in folders]
+    rows = [row for key in sorted(rows_by_key) for _, row in sorted(rows_by_key[key].items())]
+    return metadata, records, rows
