@@ -41,7 +41,8 @@ ItemImages = Callable[[str, str, str], bytes | None]
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-ROLE_COLOURS = {"vision": "#3b6fb6", "vlm": "#e8772e", "blind": "#a3a3a3", "probe": "#e8772e"}
+ROLE_COLOURS = {"vision": "#3b6fb6", "vlm": "#e8772e", "blind": "#a3a3a3", "probe": "#7b52ab"}
+ROLE_SHORT = {"vision": "vision", "vlm": "VLM", "blind": "blind", "probe": "probe"}
 GOLD_COLOUR = "#2f2f2f"
 VERDICT_COLOURS = {"pass": "#1f7a3a", "fail": "#b3261e", "xfail": "#b06000", "skip": "#6b6b6b", "not_comparable": "#6a3d9a"}
 INK, MUTED, GRID = "#222", "#666", "#e3e3e3"
@@ -58,17 +59,18 @@ max-width:1240px;padding:16px 24px 48px;line-height:1.4;background:#fff}
 h1{font-size:1.5rem;margin:.2rem 0 .6rem}h2{font-size:1.25rem;margin:2rem 0 .4rem;padding-top:.6rem;border-top:2px solid #ddd}
 h3{font-size:1rem;margin:1.1rem 0 .3rem}
 table{border-collapse:collapse;font-size:.82rem;margin:.3rem 0}
-th,td{border:1px solid #ddd;padding:2px 7px;text-align:left;vertical-align:top}
+th,td{border:1px solid #ddd;padding:2px 7px;text-align:left;vertical-align:top;white-space:nowrap}
 th{background:#f4f4f4;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.meta th{width:9rem}
 nav.toc{font-size:.9rem;margin:.6rem 0}nav.toc a{margin-right:1rem;white-space:nowrap}
 svg{display:block;max-width:100%;height:auto;font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 .figs{display:flex;flex-wrap:wrap;gap:10px 28px;align-items:flex-start}
-.dist{display:flex;gap:10px;align-items:center}.dist .tv{font-size:.82rem}
+.fig-side h3{margin-top:0}
+.dist{display:flex;gap:10px;align-items:center;margin-bottom:8px}.dist .tv{font-size:.82rem}
 .verdict{font-weight:600}
 .verdict-pass{color:#1f7a3a}.verdict-fail{color:#b3261e}.verdict-xfail{color:#b06000}
 .verdict-skip{color:#6b6b6b}.verdict-not_comparable{color:#6a3d9a}
-td.reason{max-width:32rem;font-size:.78rem;color:#444}
+td.reason{white-space:normal;min-width:14rem;font-size:.78rem;color:#444}
 details{margin:.25rem 0}summary{cursor:pointer}
 details.failures>summary{font-weight:600}
 details.item{margin-left:1.2rem;border-left:3px solid #eee;padding-left:.6rem}
@@ -206,10 +208,11 @@ def _task_section(
     vlms = [r for r in records if r["role"] == "vlm"]
     probes = [r for r in records if r["role"] == "probe" and r.get("layer_series")]
     parts = [f'<section id="{escape(anchor)}">', f"<h2>{escape(task)}</h2>"]
-    parts.append(_accuracy_figure(task, records))
+    row = [f'<div class="fig-main">{_accuracy_figure(task, records)}</div>']
     if vlms:
-        parts.append("<h3>Answer distributions</h3>")
-        parts.append('<div class="figs">' + "".join(_answer_distribution(r) for r in vlms) + "</div>")
+        cards = "".join(_answer_distribution(r) for r in vlms)
+        row.append(f'<div class="fig-side"><h3>Answer distributions</h3>{cards}</div>')
+    parts.append('<div class="figs">' + "".join(row) + "</div>")
     if probes:
         parts.append("<h3>Layer-wise readout</h3>")
         parts.append('<div class="figs">' + "".join(_layer_curve(p, records) for p in probes) + "</div>")
@@ -341,8 +344,14 @@ def _svg(width: float, height: float, cls: str, label: str, body: list[str]) -> 
 
 
 def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, dict[str, Any] | None]], dict[str, Any] | None]]:
-    """(group label, [(role, record or None)], the VLM record or None) per VLM, then per unpaired encoder."""
+    """(group label, [(role, record or None)], the VLM record or None) per VLM, then per unpaired encoder.
+
+    A VLM's group holds its paired vision readout, itself, its blind run and, when probed, its
+    best layer-wise readout point; a probe without a VLM record and an encoder no VLM pairs
+    with get groups of their own.
+    """
     by_key = {(r["model"], r["role"]): r for r in records}
+    vlm_models = {r["model"] for r in records if r["role"] == "vlm"}
     groups = []
     paired = set()
     for vlm in (r for r in records if r["role"] == "vlm"):
@@ -354,10 +363,20 @@ def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str
         if vision_model:
             bars.append(("vision", vision))
         bars += [("vlm", vlm), ("blind", by_key.get((vlm["model"], "blind")))]
+        if (vlm["model"], "probe") in by_key:
+            bars.append(("probe", by_key[(vlm["model"], "probe")]))
         groups.append((_model_label(vlm), bars, vlm))
     for enc in (r for r in records if r["role"] == "vision" and r["model"] not in paired):
         groups.append((_model_label(enc), [("vision", enc)], None))
+    for probe in (r for r in records if r["role"] == "probe" and r["model"] not in vlm_models):
+        groups.append((_model_label(probe), [("probe", probe)], None))
     return groups
+
+
+def _group_subtitle(bars: list[tuple[str, dict[str, Any] | None]], vlm: dict[str, Any] | None) -> str:
+    if vlm is not None:
+        return f"vs {vlm['paired_with']}" if vlm.get("paired_with") else "no vision pair"
+    return "vision readout" if bars[0][0] == "vision" else "layer probe only"
 
 
 def _task_chance(records: list[dict[str, Any]]) -> float | None:
@@ -370,20 +389,20 @@ def _accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
     chance = _task_chance(records)
     slots = []
     for label, bars, vlm in groups:
-        sub = f"vs {vlm['paired_with']}" if vlm and vlm.get("paired_with") else ("vision readout" if not vlm else "no vision pair")
+        sub = _group_subtitle(bars, vlm)
         label_w = max(_text_width(_shorten(label, 30)), _text_width(_shorten(sub, 34), 11))
         bars_w = len(bars) * BAR_W + (len(bars) - 1) * BAR_GAP
         slots.append(max(bars_w, label_w) + GROUP_PAD)
-    plot_w = max(sum(slots), 360)
+    plot_w = max(sum(slots), 440)
     width = AXIS_LEFT + plot_w + AXIS_RIGHT_LABELS
     legend_entries = [
-        (f"box:{ROLE_COLOURS['vision']}", "vision readout (paired encoder)"),
+        (f"box:{ROLE_COLOURS['vision']}", "vision readout"),
         (f"box:{ROLE_COLOURS['vlm']}", "VLM"),
-        (f"box:{ROLE_COLOURS['blind']}", "blind control (white images)"),
-        ("whisker:#222", "Wilson 95% CI"),
-        ("dash:#222", "chance"),
-        ("faint:#777", "chance floor (majority gold)"),
+        (f"box:{ROLE_COLOURS['blind']}", "blind (white images)"),
     ]
+    if any(role == "probe" for _, bars, _ in groups for role, _ in bars):
+        legend_entries.append((f"box:{ROLE_COLOURS['probe']}", "layer probe, best point"))
+    legend_entries += [("whisker:#222", "Wilson 95% CI"), ("dash:#222", "chance"), ("faint:#777", "chance floor")]
     legend, legend_h = _legend(legend_entries, AXIS_LEFT, 16, width - AXIS_LEFT - 10)
     top = 16 + legend_h + 16
     bottom = top + PLOT_H
@@ -402,18 +421,13 @@ def _accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
         bx = x + (slot - bars_w) / 2
         for role, record in bars:
             body += _bar(bx, role, record, y_of)
-            body.append(_text(bx + BAR_W / 2, bottom + 13, {"vision": "vision", "vlm": "VLM", "blind": "blind"}[role],
-                              anchor="middle", size=10, fill=MUTED))  # fmt: skip
+            body.append(_text(bx + BAR_W / 2, bottom + 13, ROLE_SHORT[role], anchor="middle", size=10, fill=MUTED))
             bx += BAR_W + BAR_GAP
         cx = x + slot / 2
         body.append(f"<g><title>{escape(label)}</title>"
                     + _text(cx, bottom + 30, _shorten(label, 30), anchor="middle", size=12, weight="600") + "</g>")  # fmt: skip
-        if vlm is not None:
-            sub = f"vs {vlm['paired_with']}" if vlm.get("paired_with") else "no vision pair"
-            verdict = vlm.get("verdict") or ""
-        else:
-            sub, verdict = "vision readout", (bars[0][1] or {}).get("verdict") or ""
-        body.append(_text(cx, bottom + 44, _shorten(sub, 34), anchor="middle", size=11, fill=MUTED))
+        verdict = (vlm if vlm is not None else bars[0][1] or {}).get("verdict") or ""
+        body.append(_text(cx, bottom + 44, _shorten(_group_subtitle(bars, vlm), 34), anchor="middle", size=11, fill=MUTED))
         if verdict:
             body.append(_text(cx, bottom + 58, verdict, anchor="middle", size=11, weight="600",
                               fill=VERDICT_COLOURS.get(verdict, MUTED)))  # fmt: skip
@@ -439,10 +453,9 @@ def _bar(x: float, role: str, record: dict[str, Any] | None, y_of: Callable[[flo
     if lo is not None:
         tip += f" [{_pct(lo)}, {_pct(hi)}]"
     tip += f", {record.get('correct')}/{record['n']}"
-    opacity = ' fill-opacity="0.6"' if record.get("smoke") else ""
     out = [f"<g><title>{escape(tip)}</title>",
            f'<rect x="{_f(x)}" y="{_f(y_of(acc))}" width="{BAR_W}" height="{_f(base - y_of(acc))}" '
-           f'fill="{ROLE_COLOURS[role]}"{opacity}/>']  # fmt: skip
+           f'fill="{ROLE_COLOURS[role]}"/>']  # fmt: skip
     if record.get("chance_floor") is not None:
         y = y_of(record["chance_floor"])
         out.append(_line(x - 3, y, x + BAR_W + 3, y, stroke="#777", width=2.5, extra=' stroke-opacity="0.55"'))
@@ -475,8 +488,8 @@ def _answer_distribution(vlm: dict[str, Any]) -> str:
     bar_w, inner_gap, letter_gap, left, plot_h = 11, 1, 14, 40, 110
     letter_w = len(series) * (bar_w + inner_gap) - inner_gap
     width = left + max(1, len(letters)) * (letter_w + letter_gap) + 8
-    legend, legend_h = _legend([(f"box:{c}", name) for name, _, c in series], left, 14, max(width, 200) - left)
-    width = max(width, 210)
+    width = max(width, 230)
+    legend, legend_h = _legend([(f"box:{c}", name) for name, _, c in series], left, 14, width - left)
     y0 = 14 + legend_h + 6 + plot_h
 
     def y_of(v: float) -> float:
