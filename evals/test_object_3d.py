@@ -20,3 +20,9 @@ def test_vlm(vlm_case, plainsight):
     """The VLM names the odd view as well as its encoder's readout does, and uses the images."""
     record = plainsight.evaluate(vlm_case)
     plainsight.gate(record)
+
+
+@pytest.mark.probe
+def test_probe(probe_case, plainsight):
+    """Layer-wise: the same readout on the VLM's image-token states at every LLM layer (run with -m probe)."""
+    plainsight.probe(probe_case)

@@ -39,14 +39,16 @@ def test_probe_run_writes_one_point_per_layer(tmp_path: Path):
     report = tmp_path / "report"
     cmd = [
         sys.executable, "-m", "pytest", str(REPO / "evals"), "-q", "-p", "no:cacheprovider", "-m", "probe",
-        "-k", "correspondence", f"--report-dir={report}", "--limit=12",
+        "-k", "semantic_correspondence or art_style", f"--report-dir={report}", "--limit=12",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = json.loads((report / "results.json").read_text())["results"]
-    probe = next(r for r in records if r["role"] == "probe")
+    probes = {r["task"]: r for r in records if r["role"] == "probe"}
+    assert set(probes) == {"semantic_correspondence", "art_style"}  # the correspondence and the Gram readouts
     layers = json.loads((REPO / "fixtures" / "models" / "tiny-llava" / "config.json").read_text())["text_config"]["num_hidden_layers"]
-    assert [p["layer"] for p in probe["layer_series"]] == list(range(layers + 1))
-    assert probe["layer_series"][0]["point"] == "pre-LLM" and probe["n"] == 12
-    assert all(0 <= p["accuracy"] <= 1 for p in probe["layer_series"])
+    for probe in probes.values():
+        assert [p["layer"] for p in probe["layer_series"]] == list(range(layers + 1))
+        assert probe["layer_series"][0]["point"] == "pre-LLM" and probe["n"] == 12
+        assert all(0 <= p["accuracy"] <= 1 for p in probe["layer_series"])
     assert "Layer-wise readout" in (report / "report.md").read_text()
