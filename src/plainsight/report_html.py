@@ -30,7 +30,7 @@ import re
 from collections import Counter
 from html import escape
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from plainsight.report import SUMMARY_HEADER, atomic_write, sort_records, summary_rows
 from plainsight.scoring import wilson_interval
@@ -58,7 +58,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-
 max-width:1240px;padding:16px 24px 48px;line-height:1.4;background:#fff}
 h1{font-size:1.5rem;margin:.2rem 0 .6rem}h2{font-size:1.25rem;margin:2rem 0 .4rem;padding-top:.6rem;border-top:2px solid #ddd}
 h3{font-size:1rem;margin:1.1rem 0 .3rem}
-table{border-collapse:collapse;font-size:.82rem;margin:.3rem 0}
+table{border-collapse:collapse;font-size:.82rem;margin:.3rem 0;max-width:100%}
 th,td{border:1px solid #ddd;padding:2px 7px;text-align:left;vertical-align:top;white-space:nowrap}
 th{background:#f4f4f4;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.meta th{width:9rem}
@@ -70,7 +70,7 @@ svg{display:block;max-width:100%;height:auto;font-family:system-ui,-apple-system
 .verdict{font-weight:600}
 .verdict-pass{color:#1f7a3a}.verdict-fail{color:#b3261e}.verdict-xfail{color:#b06000}
 .verdict-skip{color:#6b6b6b}.verdict-not_comparable{color:#6a3d9a}
-td.reason{white-space:normal;min-width:14rem;font-size:.78rem;color:#444}
+td.reason{white-space:normal;min-width:10rem;font-size:.78rem;color:#444}
 details{margin:.25rem 0}summary{cursor:pointer}
 details.failures>summary{font-weight:600}
 details.item{margin-left:1.2rem;border-left:3px solid #eee;padding-left:.6rem}
@@ -140,6 +140,70 @@ def render_html(
     )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def rendered_item_images(
+    data_root: Path | None = None,
+    *,
+    seed: int = 0,
+    source: str | None = None,
+    task_options: Mapping[str, Mapping[str, str]] | None = None,
+    image_modes: Mapping[str, str] | None = None,
+    max_side: int = 768,
+) -> ItemImages:
+    """An ``item_images`` that draws items from the dataset as a VLM is shown them (no model is loaded).
+
+    Items are loaded once per task (``data_root`` None = the embedded benchmark) and drawn with
+    the task's visual prompt in the model's image mode (``image_modes[model]``, default
+    side_by_side); several images are pasted side by side. Images are scaled to at most
+    ``max_side`` px so that the page stays small. Unknown items give None.
+    """
+    from plainsight.runner import vlm_view
+    from plainsight.tasks import LoadRequest, get_task
+
+    cache: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def item_images(task_id: str, model: str, item_id: str) -> bytes | None:
+        if task_id not in cache:
+            task = get_task(task_id)
+            options = dict((task_options or {}).get(task_id, {}))
+            loaded = task.load_items(LoadRequest(data_root, seed=seed, source=source, options=options))
+            cache[task_id] = (task, {item.id: item for item in loaded})
+        task, by_id = cache[task_id]
+        item = by_id.get(item_id)
+        if item is None:
+            return None
+        shown, _ = vlm_view(task.render, item, (image_modes or {}).get(model, "side_by_side"), None)
+        return _png_bytes(_side_by_side(shown), max_side)
+
+    return item_images
+
+
+def _side_by_side(images: list[Any], gap: int = 8) -> Any:
+    from PIL import Image
+
+    if len(images) == 1:
+        return images[0]
+    strip = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1), max(im.height for im in images)),
+                      (128, 128, 128))  # fmt: skip
+    x = 0
+    for im in images:
+        strip.paste(im, (x, 0))
+        x += im.width + gap
+    return strip
+
+
+def _png_bytes(image: Any, max_side: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +371,7 @@ def _legend(entries: list[tuple[str, str]], x: float, y: float, max_width: float
     """Legend swatches in rows; ``entries`` are (swatch SVG kind/colour, label). Returns (SVG parts, height)."""
     out, cx, cy = [], x, y
     for swatch, label in entries:
-        w = 22 + _text_width(label, 11) + 16
+        w = 20 + _text_width(label, 11) + 14
         if cx > x and cx + w > x + max_width:
             cx, cy = x, cy + 17
         kind, _, colour = swatch.partition(":")
@@ -393,7 +457,8 @@ def _accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
         label_w = max(_text_width(_shorten(label, 30)), _text_width(_shorten(sub, 34), 11))
         bars_w = len(bars) * BAR_W + (len(bars) - 1) * BAR_GAP
         slots.append(max(bars_w, label_w) + GROUP_PAD)
-    plot_w = max(sum(slots), 440)
+    plot_w = max(sum(slots), 480)
+    slots = [slot * plot_w / sum(slots) for slot in slots] if slots else slots
     width = AXIS_LEFT + plot_w + AXIS_RIGHT_LABELS
     legend_entries = [
         (f"box:{ROLE_COLOURS['vision']}", "vision readout"),
@@ -645,17 +710,18 @@ def _failure_browser(
     summary = f"{_model_label(vlm)}: {len(wrong)} wrong item{'s' if len(wrong) != 1 else ''}"
     if len(shown) < len(wrong):
         summary += f" (first {len(shown)} shown)"
-    body = [_failed_item(line, item_images) for line in shown] or ['<p class="note">No wrong items.</p>']
-    return f'<details class="failures"><summary>{escape(summary)}</summary>{"".join(body)}</details>'
+    body = [_failed_item(line, item_images, open_=i == 0) for i, line in enumerate(shown)]
+    body = body or ['<p class="note">No wrong items.</p>']
+    return f'<details class="failures" open><summary>{escape(summary)}</summary>{"".join(body)}</details>'
 
 
-def _failed_item(line: dict[str, Any], item_images: ItemImages | None) -> str:
+def _failed_item(line: dict[str, Any], item_images: ItemImages | None, *, open_: bool = False) -> str:
     gold, pred, reason = line.get("gold"), line.get("pred"), line.get("reason")
     answer = f"predicted {pred}" if pred is not None else "no prediction"
     if reason:
         answer += f" ({reason})"
     head = f"{line.get('item')} — gold {gold}, {answer}"
-    parts = [f'<details class="item"><summary>{escape(head)}</summary>']
+    parts = [f'<details class="item"{" open" if open_ else ""}><summary>{escape(head)}</summary>']
     parts.append(_item_image(line, item_images))
     if line.get("detail"):
         parts.append(f'<p class="note">{escape(str(line["detail"]))}</p>')
