@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections import OrderedDict
 import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -176,13 +178,15 @@ class Runner:
             "probe_recipe": self.options.probe_recipe,
         }, length=24)  # fmt: skip
 
-    def _stored_answers(self, task_id: str, model_name: str, role: str, items: list[Item]) -> list[Outcome | None]:
+    def _answer_keys(self, task_id: str, model_name: str, role: str, items: list[Item]) -> dict[str, str]:
+        """Item id → answer key, once per role run (the sink writes it beside each outcome)."""
+        return {item.id: self.answer_key(task_id, model_name, role, item) for item in items}
+
+    def _stored_answers(self, keys: dict[str, str], items: list[Item]) -> list[Outcome | None]:
         """Per item, the outcome an earlier run stored under the same answer key (None where there is none)."""
-        if not self.answers:
-            return [None] * len(items)
         found: list[Outcome | None] = []
         for item in items:
-            row = self.answers.get(self.answer_key(task_id, model_name, role, item))
+            row = self.answers.get(keys[item.id])
             found.append(None if row is None else outcome_from_json(row))
         return found
 
@@ -268,14 +272,13 @@ class Runner:
                 self._decode_cache.popitem(last=False)
         return self._decode_cache[key]
 
-    def _emit(self, run: RoleRun, outcome: Outcome, item: Item | None = None, *, reused: bool = False) -> None:
+    def _emit(self, run: RoleRun, outcome: Outcome, key: str | None = None, *, reused: bool = False) -> None:
         run.outcomes.append(outcome)
         if reused:
             self.reused += 1
         else:
             self.computed += 1
         if self.sink is not None:
-            key = self.answer_key(run.task, run.model, run.role, item) if item is not None else None
             self.sink(run.task, run.model, run.role, outcome, key)
 
     def _progress(self, run: RoleRun, done: int, total: int) -> None:
@@ -289,7 +292,8 @@ class Runner:
         task = get_task(task_id)
         # The model is loaded (and a probe prepared) even when every answer is stored: the record
         # reports its placement and preprocessing; only the items are not computed again.
-        stored = self._stored_answers(task_id, model_name, ROLE_VISION, items)
+        answer_keys = self._answer_keys(task_id, model_name, ROLE_VISION, items)
+        stored = self._stored_answers(answer_keys, items)
         encoder = self.encoder(model_name)
         readout = READOUTS[task.readout]
         run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
@@ -302,7 +306,7 @@ class Runner:
         cache: dict[tuple[str, tuple[int, int]], Any] = {}
         for done, (item, answer) in enumerate(zip(items, stored), 1):
             if answer is not None:
-                self._emit(run, answer, item, reused=True)
+                self._emit(run, answer, answer_keys[item.id], reused=True)
                 continue
             features = None
             if uses_features:
@@ -320,7 +324,7 @@ class Runner:
             else:
                 choice = choose(result.scores, item.choices)
                 outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(result.scores))
-            self._emit(run, outcome, item)
+            self._emit(run, outcome, answer_keys[item.id])
             self._progress(run, done, len(items))
         return run
 
@@ -339,7 +343,8 @@ class Runner:
         run.info["preprocess"] = spec.source if spec else None
         batch_size = max(1, entry.batch_size)
         pending: list[tuple[Item, Any]] = []
-        stored = self._stored_answers(task_id, model_name, role, items)
+        answer_keys = self._answer_keys(task_id, model_name, role, items)
+        stored = self._stored_answers(answer_keys, items)
 
         def flush() -> None:
             requests = [req for _, req in pending]
@@ -347,32 +352,55 @@ class Runner:
                 for (item, _), reply in zip(pending, vlm.generate(requests, max_new_tokens=entry.max_new_tokens)):
                     letter = parse_choice(reply, item.choices, item.option_texts or None)
                     reason = None if letter is not None else "parse_failure"
-                    self._emit(run, Outcome(item.id, item.gold, letter, reason, None, reply), item)
+                    self._emit(run, Outcome(item.id, item.gold, letter, reason, None, reply), answer_keys[item.id])
             else:
                 for (item, _), scores in zip(pending, vlm.score_letters(requests)):
                     choice = choose(scores.logprobs, item.choices)
-                    self._emit(run, Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs)), item)
+                    outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs))
+                    self._emit(run, outcome, answer_keys[item.id])
             pending.clear()
 
-        for done, (item, answer) in enumerate(zip(items, stored), 1):
-            if answer is not None:
-                self._emit(run, answer, item, reused=True)
-                continue
+        def view(item: Item) -> tuple[list[Image.Image], str | None]:
             images = None if blind else [self._decoded(im) for im in item.images]
-            shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
-            if invalid:
-                self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid), item)
-            else:
-                pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
-                if len(pending) >= batch_size:
-                    flush()
-            self._progress(run, done, len(items))
-        if pending:
-            flush()
+            return vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
+
+        # Views (decode, markers, composition) are prepared a batch ahead in a second thread, so
+        # that CPU work overlaps the model's forward (torch releases the GIL while it computes).
+        todo = [item for item, answer in zip(items, stored) if answer is None]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plainsight-views") as pool:
+            views = _prefetched(pool, view, todo, ahead=batch_size)
+            for done, (item, answer) in enumerate(zip(items, stored), 1):
+                if answer is not None:
+                    self._emit(run, answer, answer_keys[item.id], reused=True)
+                    continue
+                shown, invalid = next(views)
+                if invalid:
+                    self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid), answer_keys[item.id])
+                else:
+                    pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
+                    if len(pending) >= batch_size:
+                        flush()
+                self._progress(run, done, len(items))
+            if pending:
+                flush()
         # Outcomes were emitted batch by batch; keep them in item order.
         order = {it.id: i for i, it in enumerate(items)}
         run.outcomes.sort(key=lambda o: order[o.item_id])
         return run
+
+
+def _prefetched(pool: ThreadPoolExecutor, fn: Callable[[Item], Any], items: list[Item], *, ahead: int) -> Iterator[Any]:
+    """``fn(item)`` for each item in order, computed up to ``ahead`` items before they are asked for."""
+    queue: deque[Future] = deque()
+    upcoming = iter(items)
+    for item in islice(upcoming, ahead + 1):
+        queue.append(pool.submit(fn, item))
+    while queue:
+        result = queue.popleft().result()
+        nxt = next(upcoming, None)
+        if nxt is not None:
+            queue.append(pool.submit(fn, nxt))
+        yield result
 
 
 def vlm_preprocess_spec(vlm: Any) -> "geometry.PreprocessSpec | None":
