@@ -155,6 +155,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     report_mod.atomic_write(out / "items.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
     report_mod.write_results(out, metadata, records)
     report_mod.write_markdown(out, metadata, records)
+    from plainsight.report_html import item_images_from_run, load_run, write_html
+
+    results, items = load_run(out)
+    write_html(out, results, items, item_images=None if args.no_images else item_images_from_run(results))
     print(report_mod.format_table(report_mod.SUMMARY_HEADER, report_mod.summary_rows(records)))
     failed = [r for r in records if r.get("verdict") == "fail"]
     for r in failed:
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", type=Path, nargs="+", help="the --report-dir of every shard")
     p.add_argument("--out", type=Path, default=Path("reports/merged"))
     p.add_argument("--thresholds", type=Path, default=Path("fixtures/thresholds.toml"))
+    p.add_argument("--no-images", action="store_true", help="report.html without item images (data not on this machine)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("fixtures", help="the embedded benchmark")

@@ -387,6 +387,7 @@ class Harness:
         n, correct = best["n"], best["correct"]
         lo, hi = wilson_interval(correct, n)
         record = _skip_record(case.task, case.model, ROLE_PROBE, "")
+        record.update(smoke=self.state.all_entries[case.model].smoke)
         record.update(
             n=n, n_items=len(items), correct=correct, accuracy=best["accuracy"], chance=1 / len(_choices(items)),
             ci95=[round(lo, 6), round(hi, 6)], best_layer=best["layer"], layer_series=series,
@@ -507,6 +508,10 @@ class ReportWriter:
             return
         report_mod.merge_item_logs(state.report_dir)
         self._write(complete=True)
+        from plainsight.report_html import item_images_from_run, load_run, write_html
+
+        results, items = load_run(state.report_dir)
+        write_html(state.report_dir, results, items, item_images=item_images_from_run(results))
         if state.update_baseline_dir is not None:
             from plainsight.baseline import store
 
@@ -546,7 +551,7 @@ class ReportWriter:
                 f"resumed: {counts.get('reused', 0)} answers reused from the earlier run, {counts.get('computed', 0)} computed"
             )
         terminalreporter.write_line(
-            f"report: {self.state.report_dir / 'report.md'}  results: {self.state.report_dir / 'results.json'}"
+            f"report: {self.state.report_dir / 'report.html'} (.md)  results: {self.state.report_dir / 'results.json'}"
         )
 
 

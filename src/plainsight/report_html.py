@@ -2,13 +2,13 @@
 
 Per task, in task order (a table of contents links the sections; the run's metadata heads the page):
 
-1. the paper-style figure: each VLM's accuracy beside its paired vision readout and its blind
-   control (white images), with Wilson 95% whiskers, the chance line and the chance floor;
-   encoders no VLM pairs with get a bar of their own;
+1. the paper-style figure: each VLM's accuracy beside its paired vision readout, its blind
+   control (white images) and, when probed, its best layer-wise readout point, with Wilson 95%
+   whiskers, the chance line and the chance floor; encoders no VLM pairs with get their own bar;
 2. answer distributions: each VLM's answer shares per letter against the gold and blind shares,
    with TV(pred, gold) and TV(pred, blind);
 3. per-layer curves when a probe record carries a ``layer_series`` (point 0 = pre-LLM);
-4. every record of the task (report.md's summary columns) with its verdict and gate reason;
+4. every record of the task (report.md's summary columns) with its verdict, pairing and gate reason;
 5. a browser of failed items per VLM: the image as the model saw it, gold, prediction (or why
    there was none) and the per-letter scores.
 
@@ -37,6 +37,8 @@ from plainsight.scoring import wilson_interval
 
 ItemImages = Callable[[str, str, str], bytes | None]
 """(task, model, item_id) -> PNG bytes of the item as that model saw it, or None."""
+Bars = list[tuple[str, dict[str, Any] | None]]
+"""One figure group's bars: (role, record or None when the run is missing)."""
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,7 +67,7 @@ table.meta th{width:9rem}
 nav.toc{font-size:.9rem;margin:.6rem 0}nav.toc a{margin-right:1rem;white-space:nowrap}
 svg{display:block;max-width:100%;height:auto;font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 .figs{display:flex;flex-wrap:wrap;gap:10px 28px;align-items:flex-start}
-.fig-side h3{margin-top:0}
+.figs h3{margin-top:0}h4{margin:.2rem 0;font-size:.9rem}
 .dist{display:flex;gap:10px;align-items:center;margin-bottom:8px}.dist .tv{font-size:.82rem}
 .verdict{font-weight:600}
 .verdict-pass{color:#1f7a3a}.verdict-fail{color:#b3261e}.verdict-xfail{color:#b06000}
@@ -149,27 +151,34 @@ def rendered_item_images(
     source: str | None = None,
     task_options: Mapping[str, Mapping[str, str]] | None = None,
     image_modes: Mapping[str, str] | None = None,
-    max_side: int = 768,
+    max_side: int = 640,
 ) -> ItemImages:
-    """An ``item_images`` that draws items from the dataset as a VLM is shown them (no model is loaded).
+    """An ``item_images`` drawing items from the dataset as a VLM is shown them; no model is loaded.
 
     Items are loaded once per task (``data_root`` None = the embedded benchmark) and drawn with
     the task's visual prompt in the model's image mode (``image_modes[model]``, default
-    side_by_side); several images are pasted side by side. Images are scaled to at most
-    ``max_side`` px so that the page stays small. Unknown items give None.
+    side_by_side); several images are pasted side by side, scaled to at most ``max_side`` px.
+    The model's own resize/crop is not applied. Unknown items give None; a task whose items
+    cannot be loaded raises the same error for each of its items.
     """
     from plainsight.runner import vlm_view
     from plainsight.tasks import LoadRequest, get_task
 
-    cache: dict[str, tuple[Any, dict[str, Any]]] = {}
+    loaded: dict[str, tuple[Any, dict[str, Any]] | Exception] = {}
 
     def item_images(task_id: str, model: str, item_id: str) -> bytes | None:
-        if task_id not in cache:
-            task = get_task(task_id)
-            options = dict((task_options or {}).get(task_id, {}))
-            loaded = task.load_items(LoadRequest(data_root, seed=seed, source=source, options=options))
-            cache[task_id] = (task, {item.id: item for item in loaded})
-        task, by_id = cache[task_id]
+        if task_id not in loaded:
+            try:
+                task = get_task(task_id)
+                options = dict((task_options or {}).get(task_id, {}))
+                items = task.load_items(LoadRequest(data_root, seed=seed, source=source, options=options))
+                loaded[task_id] = (task, {item.id: item for item in items})
+            except Exception as exc:  # noqa: BLE001 - kept and raised again per item (shown on the page)
+                loaded[task_id] = exc
+        entry = loaded[task_id]
+        if isinstance(entry, Exception):
+            raise entry
+        task, by_id = entry
         item = by_id.get(item_id)
         if item is None:
             return None
@@ -179,13 +188,28 @@ def rendered_item_images(
     return item_images
 
 
+def item_images_from_run(results: dict[str, Any]) -> ItemImages:
+    """``rendered_item_images`` set up from a run's results.json: its data root, seed, source,
+    task options, and each VLM's image mode as its records state it."""
+    options = _metadata(results).get("options") or {}
+    root = options.get("data_root")
+    modes = {r["model"]: r["image_mode"] for r in results.get("results", []) if r.get("image_mode")}
+    return rendered_item_images(
+        None if root in (None, "embedded") else Path(root),
+        seed=_metadata(results).get("seed") or 0,
+        source=options.get("data_source"),
+        task_options=options.get("task_options") or {},
+        image_modes=modes,
+    )
+
+
 def _side_by_side(images: list[Any], gap: int = 8) -> Any:
     from PIL import Image
 
     if len(images) == 1:
         return images[0]
-    strip = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1), max(im.height for im in images)),
-                      (128, 128, 128))  # fmt: skip
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    strip = Image.new("RGB", (width, max(im.height for im in images)), (128, 128, 128))
     x = 0
     for im in images:
         strip.paste(im, (x, 0))
@@ -200,7 +224,8 @@ def _png_bytes(image: Any, max_side: int) -> bytes:
 
     scale = max_side / max(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -272,7 +297,8 @@ def _task_section(
     vlms = [r for r in records if r["role"] == "vlm"]
     probes = [r for r in records if r["role"] == "probe" and r.get("layer_series")]
     parts = [f'<section id="{escape(anchor)}">', f"<h2>{escape(task)}</h2>"]
-    row = [f'<div class="fig-main">{_accuracy_figure(task, records)}</div>']
+    heading = "<h3>Accuracy: vision readout vs VLM vs blind</h3>"
+    row = [f'<div class="fig-main">{heading}{_accuracy_figure(task, records)}</div>']
     if vlms:
         cards = "".join(_answer_distribution(r) for r in vlms)
         row.append(f'<div class="fig-side"><h3>Answer distributions</h3>{cards}</div>')
@@ -407,7 +433,7 @@ def _svg(width: float, height: float, cls: str, label: str, body: list[str]) -> 
 # 1. the paper-style figure
 
 
-def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, dict[str, Any] | None]], dict[str, Any] | None]]:
+def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, Bars, dict[str, Any] | None]]:
     """(group label, [(role, record or None)], the VLM record or None) per VLM, then per unpaired encoder.
 
     A VLM's group holds its paired vision readout, itself, its blind run and, when probed, its
@@ -423,7 +449,7 @@ def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str
         vision = by_key.get((vision_model, "vision")) if vision_model else None
         if vision_model:
             paired.add(vision_model)
-        bars: list[tuple[str, dict[str, Any] | None]] = []
+        bars: Bars = []
         if vision_model:
             bars.append(("vision", vision))
         bars += [("vlm", vlm), ("blind", by_key.get((vlm["model"], "blind")))]
@@ -437,7 +463,7 @@ def _bar_groups(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str
     return groups
 
 
-def _group_subtitle(bars: list[tuple[str, dict[str, Any] | None]], vlm: dict[str, Any] | None) -> str:
+def _group_subtitle(bars: Bars, vlm: dict[str, Any] | None) -> str:
     if vlm is not None:
         return f"vs {vlm['paired_with']}" if vlm.get("paired_with") else "no vision pair"
     return "vision readout" if bars[0][0] == "vision" else "layer probe only"
@@ -468,7 +494,7 @@ def _accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
     if any(role == "probe" for _, bars, _ in groups for role, _ in bars):
         legend_entries.append((f"box:{ROLE_COLOURS['probe']}", "layer probe, best point"))
     legend_entries += [("whisker:#222", "Wilson 95% CI"), ("dash:#222", "chance"), ("faint:#777", "chance floor")]
-    legend, legend_h = _legend(legend_entries, AXIS_LEFT, 16, width - AXIS_LEFT - 10)
+    legend, legend_h = _legend(legend_entries, 12, 16, width - 16)
     top = 16 + legend_h + 16
     bottom = top + PLOT_H
     height = bottom + 62
@@ -510,7 +536,8 @@ def _bar(x: float, role: str, record: dict[str, Any] | None, y_of: Callable[[flo
     if record is None or record.get("accuracy") is None or not record.get("n"):
         why = "no record" if record is None else (record.get("reason") or "n = 0")
         return [f"<g><title>{escape(why)}</title>"
-                + f'<rect x="{_f(x)}" y="{_f(base - 24)}" width="{BAR_W}" height="24" fill="none" stroke="#bbb" stroke-dasharray="3 3"/>'
+                + f'<rect x="{_f(x)}" y="{_f(base - 24)}" width="{BAR_W}" height="24" fill="none" stroke="#bbb"'
+                + ' stroke-dasharray="3 3"/>'
                 + _text(x + BAR_W / 2, base - 8, "n/a", anchor="middle", size=10, fill=MUTED) + "</g>"]  # fmt: skip
     acc = record["accuracy"]
     lo, hi = record.get("ci95") or [None, None]
@@ -651,12 +678,13 @@ def _layer_curve(probe: dict[str, Any], task_records: list[dict[str, Any]]) -> s
         best = next((p for p in points if p["layer"] == probe.get("best_layer")), None)
         if best is not None:
             bx, by = x_of(best["layer"]), y_of(best["accuracy"])
+            best_label = f"best: {best.get('point', best['layer'])} {_pct(best['accuracy'])}"
             body.append(f'<circle cx="{_f(bx)}" cy="{_f(by)}" r="6" fill="none" stroke="{INK}" stroke-width="1.3"/>')
             anchor = "end" if bx > left + plot_w * 0.7 else "start"
             body.append(_text(bx + (-9 if anchor == "end" else 9), max(top + 10, by - 9),
-                              f"best: {best.get('point', best['layer'])} {_pct(best['accuracy'])}", anchor=anchor, size=11))  # fmt: skip
+                              best_label, anchor=anchor, size=11))  # fmt: skip
     title = f"{probe['task']} × {_model_label(probe)}: readout accuracy per layer (n = {probe.get('n')})"
-    caption = f"<h4 style=\"margin:.2rem 0;font-size:.9rem\">{escape(_model_label(probe))} · n = {escape(str(probe.get('n')))}</h4>"
+    caption = f"<h4>{escape(_model_label(probe))} · n = {escape(str(probe.get('n')))}</h4>"
     return f"<div>{caption}{_svg(width, height, 'layer-figure', title, body)}</div>"
 
 
@@ -665,15 +693,16 @@ def _layer_curve(probe: dict[str, Any], task_records: list[dict[str, Any]]) -> s
 
 
 def _records_table(records: list[dict[str, Any]]) -> str:
-    header = "".join(f"<th>{escape(h)}</th>" for h in [*SUMMARY_HEADER, "paired with", "gate reason"])
+    # report.md's summary columns, less the task (the section names it), plus the pairing and the gate reason
+    columns = SUMMARY_HEADER[1:]
+    header = "".join(f"<th>{escape(h)}</th>" for h in [*columns, "paired with", "gate reason"])
     numeric = {"n", "acc", "chance", "TV gold", "TV blind", "ties", "unparsed", "invalid"}
     rows = []
     for record in records:
         (cells,) = summary_rows([record])
-        if record.get("smoke"):
-            cells[1] += " (smoke)"
+        cells[1] = _model_label(record)
         tds = []
-        for name, cell in zip(SUMMARY_HEADER, cells):
+        for name, cell in zip(columns, cells[1:]):
             if name == "verdict":
                 tds.append(f'<td class="verdict verdict-{escape(re.sub(r"[^a-z_]", "", cell))}">{escape(cell)}</td>')
             else:
