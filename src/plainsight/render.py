@@ -33,7 +33,7 @@ def marker_radius(image_size: tuple[int, int]) -> int:
 
 def draw_point_markers(image: Image.Image, points: Mapping[str, Point], *, radius: int | None = None) -> Image.Image:
     """A copy of ``image`` with a labelled red ring at each point (pixel-index coordinates)."""
-    out = image.convert("RGB").copy()
+    out = image.copy() if image.mode == "RGB" else image.convert("RGB")  # convert() already copies
     draw = ImageDraw.Draw(out)
     r = radius or marker_radius(out.size)
     width = max(1, r // 3)
@@ -81,7 +81,7 @@ def compose_side_by_side(
     offsets = []
     x = 0
     for i, im in enumerate(images):
-        canvas.paste(im.convert("RGB"), (x, 0))
+        canvas.paste(im if im.mode == "RGB" else im.convert("RGB"), (x, 0))
         offsets.append((x, 0))
         x += im.width
         if i < len(images) - 1:

@@ -178,15 +178,17 @@ class Runner:
             "probe_recipe": self.options.probe_recipe,
         }, length=24)  # fmt: skip
 
-    def _answer_keys(self, task_id: str, model_name: str, role: str, items: list[Item]) -> dict[str, str]:
-        """Item id → answer key, once per role run (the sink writes it beside each outcome)."""
+    def _answer_keys(self, task_id: str, model_name: str, role: str, items: list[Item]) -> dict[str, str | None]:
+        """Item id → answer key, once per role run (the sink writes it beside each outcome; None without a sink)."""
+        if self.sink is None and not self.answers:
+            return dict.fromkeys((item.id for item in items), None)
         return {item.id: self.answer_key(task_id, model_name, role, item) for item in items}
 
-    def _stored_answers(self, keys: dict[str, str], items: list[Item]) -> list[Outcome | None]:
+    def _stored_answers(self, keys: dict[str, str | None], items: list[Item]) -> list[Outcome | None]:
         """Per item, the outcome an earlier run stored under the same answer key (None where there is none)."""
         found: list[Outcome | None] = []
         for item in items:
-            row = self.answers.get(keys[item.id])
+            row = self.answers.get(keys[item.id]) if self.answers else None
             found.append(None if row is None else outcome_from_json(row))
         return found
 
@@ -245,6 +247,11 @@ class Runner:
             pass
 
     # -- role runs -----------------------------------------------------------
+    def forget_runs(self) -> None:
+        """Drop memoised role runs and decoded images; the loaded model stays (benchmarks re-score with it)."""
+        self._runs.clear()
+        self._decode_cache.clear()
+
     def run(self, task_id: str, model_name: str, role: str) -> RoleRun:
         items = self.items(task_id)
         key = (task_id, model_name, role, item_set_fingerprint(items))
@@ -364,11 +371,13 @@ class Runner:
             images = None if blind else [self._decoded(im) for im in item.images]
             return vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
 
-        # Views (decode, markers, composition) are prepared a batch ahead in a second thread, so
-        # that CPU work overlaps the model's forward (torch releases the GIL while it computes).
+        # On a GPU, views (decode, markers, composition) are prepared a batch ahead in a second
+        # thread, so CPU work overlaps the forward (the GIL is free while kernels run). On the CPU
+        # the two would compete for the same cores and the GIL: they run in turn.
         todo = [item for item, answer in zip(items, stored) if answer is None]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plainsight-views") as pool:
-            views = _prefetched(pool, view, todo, ahead=batch_size)
+        workers = 1 if self.placement.get("device", "cpu").startswith("cuda") else 0
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="plainsight-views") as pool:
+            views = _prefetched(pool if workers else None, view, todo, ahead=batch_size)
             for done, (item, answer) in enumerate(zip(items, stored), 1):
                 if answer is not None:
                     self._emit(run, answer, answer_keys[item.id], reused=True)
@@ -389,8 +398,14 @@ class Runner:
         return run
 
 
-def _prefetched(pool: ThreadPoolExecutor, fn: Callable[[Item], Any], items: list[Item], *, ahead: int) -> Iterator[Any]:
-    """``fn(item)`` for each item in order, computed up to ``ahead`` items before they are asked for."""
+def _prefetched(
+    pool: ThreadPoolExecutor | None, fn: Callable[[Item], Any], items: list[Item], *, ahead: int
+) -> Iterator[Any]:
+    """``fn(item)`` for each item in order, computed in ``pool`` up to ``ahead`` items before they are
+    asked for (in turn, on this thread, without a pool). An exception surfaces at its item."""
+    if pool is None:
+        yield from (fn(item) for item in items)
+        return
     queue: deque[Future] = deque()
     upcoming = iter(items)
     for item in islice(upcoming, ahead + 1):
