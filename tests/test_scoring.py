@@ -118,7 +118,10 @@ def test_tv_is_a_metric(p, q, r):
     assert 0 <= tv_distance(p, q) <= 1 + 1e-12
     assert tv_distance(p, q) == tv_distance(q, p)
     assert tv_distance(p, p) == 0
-    assert (tv_distance(p, q) == 0) == all(p[k] == q[k] for k in p)
+    if all(p[k] == q[k] for k in p):
+        assert tv_distance(p, q) == 0
+    # ½ Σ|p−q| ≥ ½ max|p−q|: a difference shows (not "tv == 0 iff equal": ½·5e-324 underflows to 0)
+    assert tv_distance(p, q) >= 0.5 * max(abs(p[k] - q[k]) for k in p) - 1e-15
     assert tv_distance(p, r) <= tv_distance(p, q) + tv_distance(q, r) + 1e-12
 
 
