@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from plainsight.errors import PlainsightError
 
 
@@ -102,23 +100,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         spec = _model_spec(entry)
         if spec is not None:
             shown = [geometry.apply(spec, im) for im in shown]
-    sheet = _contact_sheet(shown)
+    from plainsight.render import image_strip
+
+    sheet = image_strip(shown)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
     print(f"wrote {args.out} ({sheet.size[0]}x{sheet.size[1]}, gold {item.gold})")
     return 0
-
-
-def _contact_sheet(images: list[Image.Image], gap: int = 8) -> Image.Image:
-    if len(images) == 1:
-        return images[0]
-    width = sum(im.width for im in images) + gap * (len(images) - 1)
-    sheet = Image.new("RGB", (width, max(im.height for im in images)), (128, 128, 128))
-    x = 0
-    for im in images:
-        sheet.paste(im, (x, 0))
-        x += im.width + gap
-    return sheet
 
 
 def cmd_fixtures_build(args: argparse.Namespace) -> int:

@@ -105,3 +105,16 @@ def draw_boxes(
 def no_markers(item: Item, images: list[Image.Image]) -> list[Image.Image]:
     """The visual prompt of tasks that mark nothing (odd-one-out, art style): the images themselves."""
     return [im.convert("RGB").copy() for im in images]
+
+
+def image_strip(images: Sequence[Image.Image], gap: int = 8) -> Image.Image:
+    """Images in a row on grey, for people to look at (`plainsight show`, report.html) — not the model's composition."""
+    if len(images) == 1:
+        return images[0]
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    strip = Image.new("RGB", (width, max(im.height for im in images)), (128, 128, 128))
+    x = 0
+    for im in images:
+        strip.paste(im, (x, 0))
+        x += im.width + gap
+    return strip

@@ -182,8 +182,10 @@ def rendered_item_images(
         item = by_id.get(item_id)
         if item is None:
             return None
+        from plainsight.render import image_strip
+
         shown, _ = vlm_view(task.render, item, (image_modes or {}).get(model, "side_by_side"), None)
-        return _png_bytes(_side_by_side(shown), max_side)
+        return _png_bytes(image_strip(shown), max_side)
 
     return item_images
 
@@ -201,20 +203,6 @@ def item_images_from_run(results: dict[str, Any]) -> ItemImages:
         task_options=options.get("task_options") or {},
         image_modes=modes,
     )
-
-
-def _side_by_side(images: list[Any], gap: int = 8) -> Any:
-    from PIL import Image
-
-    if len(images) == 1:
-        return images[0]
-    width = sum(im.width for im in images) + gap * (len(images) - 1)
-    strip = Image.new("RGB", (width, max(im.height for im in images)), (128, 128, 128))
-    x = 0
-    for im in images:
-        strip.paste(im, (x, 0))
-        x += im.width + gap
-    return strip
 
 
 def _png_bytes(image: Any, max_side: int) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
 EMBEDDED_ENV = "PLAINSIGHT_EMBEDDED_DATA"
 
@@ -22,6 +23,22 @@ def find_dataset_folder(data_root: Path, folder: str, marker: str, *, name: str,
     raise DatasetNotFound(
         f"{data_root}: no {name} found; expected {data_root / folder / marker} (or {marker} in this folder) {expect}"
     )
+
+
+def read_parquet_rows(path: Path, required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """A parquet file's rows as dicts; a corrupt file or a missing required column is a DataError naming it."""
+    import pyarrow.parquet as pq
+
+    from plainsight.errors import DataError
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path}: cannot read parquet ({exc})") from None
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
+    return table.to_pylist()
 
 
 def embedded_root() -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from plainsight.data import read_parquet_rows
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
 
@@ -62,16 +63,7 @@ def _image(cell: Any, where: str) -> tuple[bytes, tuple[int, int]] | None:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The parquet's rows as dicts, required columns checked."""
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: cannot read parquet ({exc})") from None
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
-    return table.to_pylist()
+    return read_parquet_rows(path, REQUIRED)
 
 
 def load_items(data_root: Path, subtask: str, *, task: str) -> tuple[list[Item], Path]:

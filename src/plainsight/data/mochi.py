@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from plainsight import prompts
+from plainsight.data import read_parquet_rows
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
 
@@ -49,19 +50,6 @@ def find_mochi_files(data_root: Path) -> list[Path]:
         f"{data_root}: no MOCHI found; expected {data_root / FOLDER}/data/train-00000-of-00001.parquet "
         f"(or data/{FILE_GLOB} directly in this folder)"
     )
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: cannot read parquet ({exc})") from None
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
-    return table.to_pylist()
 
 
 def _image(cell: Any, where: str) -> tuple[bytes, tuple[int, int]]:
@@ -98,7 +86,7 @@ def load_trials(data_root: Path, *, task: str = "object_3d", n_objects: int = 3)
     seen: dict[str, str] = {}
     for path in paths:
         rel = path.relative_to(path.parents[1]).as_posix()
-        for n, row in enumerate(_read(path)):
+        for n, row in enumerate(read_parquet_rows(path, REQUIRED)):
             trial = row.get("trial")
             where = f"{path} row {n} ({trial})"
             if not isinstance(trial, str) or not trial:
