@@ -13,6 +13,7 @@ files with shrunk dimensions (336-px CLIP processor, 576 image tokens per image;
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from pathlib import Path
@@ -56,6 +57,15 @@ def bare(vlm, requests, batch: int) -> tuple[float, float]:
     return done - processed, done - start
 
 
+def _without_gc(fn, *args):
+    gc.collect()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        gc.enable()
+
+
 def _real_config_llava(tmp_path: Path):
     """llava-1.5-7b's real config (shrunk dimensions), tokenizer, template and 336-px CLIP processor, saved as a model folder."""
     from conftest import hf_config_dir
@@ -92,15 +102,19 @@ def test_harness_overhead(benchmark, model, tmp_path):
     bare(vlm, requests[: entry.batch_size], entry.batch_size)  # warm-up
 
     def measure():
-        """Medians of REPEATS interleaved repetitions, the order alternating (interleaving cancels drift)."""
+        """Medians of REPEATS interleaved repetitions, the order alternating (interleaving cancels drift).
+
+        Like timeit, each timed section starts from a collected heap with the garbage collector off:
+        a collection of pytest's large heap landing in one section but not the other is noise, not cost.
+        """
         runs = []
         for rep in range(REPEATS):
             if rep % 2:
-                plain = bare(vlm, requests, entry.batch_size)
-                h, forwards, valid = harness(runner, model)
+                plain = _without_gc(bare, vlm, requests, entry.batch_size)
+                h, forwards, valid = _without_gc(harness, runner, model)
             else:
-                h, forwards, valid = harness(runner, model)
-                plain = bare(vlm, requests, entry.batch_size)
+                h, forwards, valid = _without_gc(harness, runner, model)
+                plain = _without_gc(bare, vlm, requests, entry.batch_size)
             runs.append((h, forwards, valid, *plain))
         h, forward_only, with_processor = (statistics.median(r[i] for r in runs) for i in (0, 3, 4))
         return h, runs[0][1], runs[0][2], forward_only, with_processor
