@@ -249,6 +249,46 @@ def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
     return partners[0] if partners else entry.name
 
 
+def group_of_nodeid(nodeid: str, entries: dict[str, ModelEntry], task_ids: list[str]) -> str:
+    """The xdist group of a test from its id ``…[<task>-<model>]``: the model's group; other tests keep their id.
+
+    A ``@group`` suffix (pytest-xdist's own, where it can set one) is taken as it is.
+    """
+    if "@" in nodeid:
+        return nodeid.rsplit("@", 1)[-1]
+    if nodeid.endswith("]") and "[" in nodeid:
+        param = nodeid[nodeid.rindex("[") + 1 : -1]
+        for task in sorted(task_ids, key=len, reverse=True):
+            model = param[len(task) + 1 :] if param.startswith(f"{task}-") else None
+            if model in entries:
+                return xdist_group_for(entries[model], entries)
+    return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` that keeps each VLM and its paired encoder on one worker.
+
+    pytest-xdist marks a group by appending ``@group`` to the node id, which pytest 9 no longer
+    lets it do (node ids moved to ``Node._id``), so its grouping silently did nothing; this
+    scheduler reads the group from the test id instead.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    from plainsight.tasks import all_tasks
+
+    state: PluginState = config.stash[STATE_KEY]
+    entries, task_ids = state.all_entries, list(all_tasks())
+
+    class ModelGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of_nodeid(nodeid, entries, task_ids)
+
+    return ModelGroupScheduling(config, log)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
     if not wanted:

@@ -43,6 +43,11 @@ def pair_rows(rows: list[FunKPointRow], seed: int) -> list[tuple[FunKPointRow, F
     return pairs
 
 
+def _image_key(image_path: str) -> str:
+    path = Path(image_path)
+    return f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
+
+
 def _point_extent(points: tuple[tuple[float, float], ...]) -> float:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return max(max(xs) - min(xs), max(ys) - min(ys))
@@ -58,7 +63,8 @@ def load_funkpoint_items(
         trg_kps = dict(zip(ids, trg.points))
         pairs.append(
             KeypointPair(
-                id=f"{Path(src.image_path).stem}-{Path(trg.image_path).stem}-{src.action.replace('/', '_')}",
+                # Folder and stem: images of different tools share file names (pst_spoon/0003.jpg, pst_ladle/0003.jpg).
+                id=f"{_image_key(src.image_path)}-{_image_key(trg.image_path)}-{src.action.replace('/', '_')}",
                 root=src.root,
                 src_path=src.image_path,
                 trg_path=trg.image_path,

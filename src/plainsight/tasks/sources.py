@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from plainsight.data import embedded_root
-from plainsight.errors import ConfigError, DatasetNotFound
+from plainsight.errors import ConfigError, DataError, DatasetNotFound
 from plainsight.items import Item
 from plainsight.tasks.base import LoadRequest
 
@@ -52,4 +52,13 @@ def check_source_name(name: str | None, known: set[str]) -> None:
 
 
 def _limit(items: list[Item], req: LoadRequest) -> list[Item]:
+    _check_unique_ids(items)
     return items[: req.limit] if req.limit is not None else items
+
+
+def _check_unique_ids(items: list[Item]) -> None:
+    """Outcomes, reports, baselines and resume are keyed by item id: two items with one id would be lost silently."""
+    seen: set[str] = set()
+    repeated = sorted({it.id for it in items if it.id in seen or seen.add(it.id)})
+    if repeated:
+        raise DataError(f"{items[0].task}: {len(repeated)} item id(s) used twice, e.g. {', '.join(repeated[:3])}")
