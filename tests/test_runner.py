@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from plainsight.models.registry import ModelEntry
 from plainsight.runner import Runner, RunOptions
 
@@ -45,3 +47,40 @@ def test_side_by_side_view_with_a_centre_crop_marks_items_invalid(tmp_path: Path
     blind, _ = vlm_view(task.render, item, "separate", None, blind=True)
     assert [im.size for im in blind] == [tuple(im.size) for im in item.images]
     assert all(im.getextrema() == ((255, 255),) * 3 for im in blind)
+
+
+def test_prefetched_views_keep_item_order_and_raise_at_their_item():
+    """The GPU path prepares views a batch ahead in a thread: same order as in turn, an error surfaces at its item."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from plainsight.runner import _prefetched
+
+    def fn(n):
+        if n == 7:
+            raise ValueError("item 7 is broken")
+        return n * n
+
+    items = list(range(7))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert list(_prefetched(pool, fn, items, ahead=3)) == [n * n for n in items]
+        views = _prefetched(pool, fn, list(range(10)), ahead=3)
+        assert [next(views) for _ in range(7)] == [n * n for n in range(7)]
+        with pytest.raises(ValueError, match="item 7"):
+            next(views)
+    assert list(_prefetched(None, fn, items, ahead=3)) == [n * n for n in items]
+
+
+def test_duplicate_item_ids_are_refused():
+    """Outcomes are keyed by item id: a task whose loader yields one id twice is a DataError, not lost lines."""
+    from plainsight.errors import DataError
+    from plainsight.items import Item, ItemImage
+    from plainsight.tasks import LoadRequest
+    from plainsight.tasks.sources import load_from_sources
+
+    def item(item_id):
+        return Item(item_id, "depth", (ItemImage("a.png", (4, 4)),), ("A", "B"), "A", "p", "x@v1")
+
+    ok = load_from_sources("depth", LoadRequest(None), {"fake": lambda root, req: [item("a"), item("b")]})
+    assert [it.id for it in ok] == ["a", "b"]
+    with pytest.raises(DataError, match=r"depth: 1 item id\(s\) used twice, e\.g\. a"):
+        load_from_sources("depth", LoadRequest(None), {"fake": lambda root, req: [item("a"), item("b"), item("a")]})

@@ -14,6 +14,7 @@ import platform
 import subprocess
 import tempfile
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -112,6 +113,7 @@ def run_metadata(*, seed: int, options: dict[str, Any], fingerprints: dict[str, 
     }
 
 
+@lru_cache(maxsize=1)  # the report is rewritten after every test; the commit does not change during a run
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,9 +376,10 @@ class Runner:
         # thread, so CPU work overlaps the forward (the GIL is free while kernels run). On the CPU
         # the two would compete for the same cores and the GIL: they run in turn.
         todo = [item for item, answer in zip(items, stored) if answer is None]
-        workers = 1 if self.placement.get("device", "cpu").startswith("cuda") else 0
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="plainsight-views") as pool:
-            views = _prefetched(pool if workers else None, view, todo, ahead=batch_size)
+        on_gpu = self.placement.get("device", "cpu").startswith("cuda")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plainsight-views") if on_gpu else None
+        with pool or nullcontext():
+            views = _prefetched(pool, view, todo, ahead=batch_size)
             for done, (item, answer) in enumerate(zip(items, stored), 1):
                 if answer is not None:
                     self._emit(run, answer, answer_keys[item.id], reused=True)
