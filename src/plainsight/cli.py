@@ -177,6 +177,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    import logging
+
+    from plainsight.adapt import AdaptPlan, models_toml_snippet, run_adapt
+    from plainsight.models.registry import load_models_toml
+    from plainsight.tasks import all_tasks, parse_task_options
+
+    entries = load_models_toml(args.model_config)
+    if args.model not in entries:
+        raise PlainsightError(f"{args.model_config}: no model {args.model!r}; known: {sorted(entries)}")
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise PlainsightError(f"--data-root {args.data_root}: no such folder")
+    component = args.component if args.method == "lora" else "prefix"
+    plan = AdaptPlan(
+        method=args.method, component=component, steps=args.steps, tokens=args.tokens, rank=args.rank, lr=args.lr,
+        batch_size=args.batch_size, train_items=args.train_items, train_fraction=args.train_fraction, seed=args.seed,
+    )  # fmt: skip
+    options = parse_task_options(args.option, all_tasks(), task=args.task).get(args.task, {})
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    record = run_adapt(
+        entries[args.model], args.task, plan, args.out, data_root=args.data_root.resolve() if args.data_root else None,
+        source=args.source, task_options=options, device=args.device, dtype=args.dtype,
+    )  # fmt: skip
+    loss = record["loss"]
+    print(f"tuned {args.model} on {record['n_train']} {args.task} items ({record['trainable_parameters']} trainable "
+          f"parameters, {record['steps']} steps, {record['seconds']:.1f}s): loss {loss[0]:.3f} -> {loss[-1]:.3f}, "
+          f"train accuracy {record['train_accuracy_before']:.3f} -> {record['train_accuracy_after']:.3f}")  # fmt: skip
+    name = args.name or f"{args.model}-{args.method}-{component}"
+    print(f"wrote {args.out}; {record['n_held_out']} items are held out. Add to {args.model_config}:\n")
+    print(models_toml_snippet(name, args.model, args.out, args.model_config.parent))
+    print(f"then: pytest evals -k {args.task} --models {args.model},{name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plainsight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=Path, default=Path("fixtures/thresholds.toml"))
     p.add_argument("--no-images", action="store_true", help="report.html without item images (data not on this machine)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("adapt", help="tune a VLM (prompt prefix or LoRA on one component) on a train split of a task")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="a vlm entry of --model-config")
+    p.add_argument("--model-config", type=Path, default=Path("fixtures/models.toml"))
+    p.add_argument("--method", choices=("prompt", "lora"), required=True)
+    p.add_argument("--component", choices=("llm", "projector", "vision"), default="llm", help="lora: what to tune")
+    p.add_argument("--tokens", type=int, default=None, help="prompt: prefix embeddings (the paper: 1, 5, 10)")
+    p.add_argument("--rank", type=int, default=None, help="lora: rank (alpha = 2 x rank)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--train-items", type=int, default=None, help="train on this many items (default: --train-fraction)")
+    p.add_argument("--train-fraction", type=float, default=0.375)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--name", default=None, help="the tuned entry's name (default: <model>-<method>-<component>)")
+    p.add_argument("--out", type=Path, required=True, help="the adapter folder to write")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("fixtures", help="the embedded benchmark")
     fsub = p.add_subparsers(dest="fixtures_command", required=True)

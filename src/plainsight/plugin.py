@@ -163,8 +163,23 @@ class PluginState:
         if self._runner is None:
             answers = report_mod.stored_answers(self.report_dir) if self.resume else None
             self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome, worker=self.worker,
-                                  answers=answers)  # fmt: skip
+                                  answers=answers, training_items=self.training_items())  # fmt: skip
         return self._runner
+
+    def training_items(self) -> dict[str, dict[str, frozenset[str]]]:
+        """task → {tuned model of this run → the item ids it was trained on} (held out of the whole run)."""
+        from plainsight.adapt import read_adaptation
+
+        found: dict[str, dict[str, frozenset[str]]] = {}
+        for entry in self.entries.values():
+            if entry.adapter_dir is None:
+                continue
+            try:
+                adaptation = read_adaptation(entry.resolved_adapter_dir())
+            except ModelUnavailable:
+                continue  # the tuned model's tests skip with the reason
+            found.setdefault(adaptation.task, {})[entry.name] = adaptation.train_ids
+        return found
 
     def _log_outcome(self, task: str, model: str, role: str, outcome: Outcome, key: str | None) -> None:
         if self._item_log is None:
@@ -244,9 +259,9 @@ def _family_tasks(state: PluginState, family: str) -> list[str]:
 def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
     """A VLM's group is its name; an encoder joins the (first) VLM that pairs with it."""
     if entry.kind == "vlm":
-        return entry.name
+        return entry.base or entry.name  # a tuned model runs beside its original
     partners = sorted(e.name for e in entries.values() if e.kind == "vlm" and e.pairs_with == entry.name)
-    return partners[0] if partners else entry.name
+    return xdist_group_for(entries[partners[0]], entries) if partners else entry.name
 
 
 def group_of_nodeid(nodeid: str, entries: dict[str, ModelEntry], task_ids: list[str]) -> str:
@@ -400,6 +415,13 @@ class Harness:
             pytest.fail(str(exc), pytrace=False)
         choices = _choices(items)
         record = summarize(vlm, choices=choices, blind=blind, vision=vision, smoke=entry.smoke, n_items=len(items))
+        if entry.adapter_dir is not None:
+            try:
+                record.update(self._versus_base(case, entry, vlm))
+            except ModelUnavailable as exc:
+                self._skip(case, f"original model {entry.base} unavailable: {exc}")
+            except ConfigError as exc:
+                pytest.fail(str(exc), pytrace=False)
         blind_record = summarize(blind, choices=choices, smoke=entry.smoke, n_items=len(items))
         blind_record.update(verdict="skip", reason="control run (white images): not gated; see the vlm record's tv_to_blind")
         extra = [blind_record]
@@ -410,6 +432,21 @@ class Harness:
             extra.append(tower)
         self._attach([record, *extra])
         return record
+
+    def _versus_base(self, case: Case, entry: ModelEntry, tuned: Any) -> dict[str, Any]:
+        """A tuned entry's record fields: how it was tuned, and its paired comparison with the original."""
+        from plainsight.adapt import read_adaptation
+        from plainsight.records import versus_base
+
+        runner = self.state.runner
+        adaptation = read_adaptation(entry.resolved_adapter_dir())
+        fields: dict[str, Any] = {"tuning": {**adaptation.summary(), "base": entry.base}}
+        if adaptation.task != case.task:
+            fields["tuning"]["note"] = f"tuned on {adaptation.task}, evaluated on {case.task}"
+        original = runner.run(case.task, entry.base, ROLE_VLM)
+        original_blind = runner.run(case.task, entry.base, ROLE_BLIND)
+        fields["vs_base"] = versus_base(tuned, original, original_blind)
+        return fields
 
     def probe(self, case: Case) -> dict[str, Any]:
         """The per-layer readout series of a VLM (``-m probe``); gated for integrity only."""

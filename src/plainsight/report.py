@@ -174,6 +174,40 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def tuning_section(records: list[dict[str, Any]]) -> list[str]:
+    """report.md lines: each tuned model beside its original on the same held-out items."""
+    tuned = [r for r in sort_records(records) if r["role"] == "vlm" and r.get("vs_base")]
+    if not tuned:
+        return []
+    out = ["", "## Tuned vs original (same held-out items)", "",
+           "| task | tuned | original | method | component | steps | tokens / rank | n | original acc | tuned acc | "
+           "only tuned / only original | McNemar p | blind: original → tuned | image attention: original → tuned |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in tuned:
+        t, v = r.get("tuning", {}), r["vs_base"]
+        size = t.get("tokens") if t.get("method") == "prompt" else t.get("rank")
+        attention = f"{_pct(_mean(v.get('base_image_attention')))} → {_pct(_mean(v.get('image_attention')))}"
+        out.append(
+            f"| {r['task']} | {r['model']} | {v['base']} | {t.get('method')} | {t.get('component')} | {t.get('steps')} | "
+            f"{size} | {v['paired_n']} | {_pct(v['base_accuracy'])} | {_pct(v['accuracy'])} | "
+            f"{v['only_tuned_correct']} / {v['only_base_correct']} | {_pct(v['mcnemar_p'])} | "
+            f"{_pct(v['base_blind_accuracy'])} → {_pct(r.get('blind_accuracy'))} | {attention} |"
+        )
+    out += ["", "Image attention: the share of the answer position's attention (mean over heads) that falls on image "
+            "tokens, averaged over layers; per layer:", ""]  # fmt: skip
+    for r in tuned:
+        v = r["vs_base"]
+        for label, series in (("original", v.get("base_image_attention")), ("tuned", v.get("image_attention"))):
+            if series:
+                layers = ", ".join(f"{i}: {x:.3f}" for i, x in enumerate(series))
+                out.append(f"- **{r['task']} × {r['model']}** ({label}): {layers}")
+    return out
+
+
 def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
     """report.md: per task, each VLM beside its vision baseline and blind control, then every record."""
     out = ["# plainsight report", ""]
@@ -204,6 +238,7 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
         for r in probes:
             points = ", ".join(f"{p['layer']}: {_pct(p['accuracy'])}" for p in r["layer_series"])
             out.append(f"- **{r['task']} × {r['model']}**: {points} (best {r['best_layer']}, n={r['n']})")
+    out += tuning_section(records)
     failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail")]
     if failing:
         out.append("")

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from plainsight import render
+from plainsight.attention import mean_per_layer
 from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint
 from plainsight.models.registry import ModelEntry
 from plainsight.scoring import choose, parse_choice
@@ -48,6 +49,7 @@ class Outcome:
     reason: str | None = None  # None | "tie" | "nan" | "invalid" | "parse_failure"
     scores: dict[str, float] | None = None
     detail: str | None = None
+    attention: list[float] | None = None  # per LLM layer: the answer position's attention share on image tokens
 
     @property
     def valid(self) -> bool:
@@ -72,6 +74,7 @@ class Outcome:
             "reason": self.reason,
             "detail": self.detail,
             "scores": scores,
+            **({"image_attention": [round(a, 6) for a in self.attention]} if self.attention is not None else {}),
         }
 
 
@@ -126,7 +129,8 @@ def outcome_from_json(row: dict[str, Any]) -> Outcome:
     scores = row.get("scores")
     if scores is not None:
         scores = {k: float(v) for k, v in scores.items()}
-    return Outcome(row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"))
+    return Outcome(row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"),
+                   row.get("image_attention"))
 
 
 class Runner:
@@ -135,6 +139,7 @@ class Runner:
     def __init__(
         self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None, worker: str = "main",
         answers: dict[str, dict[str, Any]] | None = None,
+        training_items: dict[str, dict[str, frozenset[str]]] | None = None,
     ):
         self.options = options
         self.worker = worker
@@ -142,6 +147,8 @@ class Runner:
         self.sink = sink
         self.answers = answers or {}  # answer key → items.jsonl line of an earlier run (--resume)
         self.reused = 0  # outcomes taken from `answers` instead of being computed
+        # task → {tuned model → ids it was trained on}: dropped from the task for the whole run (held-out eval)
+        self.training_items = training_items or {}
         self.computed = 0
         self._items: dict[str, list[Item]] = {}
         self._item_sets: dict[str, str] = {}  # task → fingerprint of its whole item list (all shards)
@@ -163,6 +170,13 @@ class Runner:
             from plainsight.merge import shard_items
 
             items = task.load_items(req)
+            trained_on = self.training_items.get(task_id, {})
+            if trained_on:
+                excluded = frozenset().union(*trained_on.values())
+                kept = [it for it in items if it.id not in excluded]
+                log.info("%s: %d items held out of the run as training items of %s; %d left", task_id,
+                         len(items) - len(kept), ", ".join(sorted(trained_on)), len(kept))  # fmt: skip
+                items = kept
             self._item_sets[task_id] = item_set_fingerprint(items)
             self._items[task_id] = shard_items(items, self.options.shard)
         return self._items[task_id]
@@ -364,7 +378,8 @@ class Runner:
             else:
                 for (item, _), scores in zip(pending, vlm.score_letters(requests)):
                     choice = choose(scores.logprobs, item.choices)
-                    outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs))
+                    outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs),
+                                      attention=scores.image_attention)
                     self._emit(run, outcome, answer_keys[item.id])
             pending.clear()
 
@@ -397,6 +412,9 @@ class Runner:
         # Outcomes were emitted batch by batch; keep them in item order.
         order = {it.id: i for i, it in enumerate(items)}
         run.outcomes.sort(key=lambda o: order[o.item_id])
+        attention = mean_per_layer([o.attention for o in run.outcomes if o.valid])
+        if attention is not None:
+            run.info["image_attention"] = attention
         return run
 
 

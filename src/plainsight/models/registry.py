@@ -10,6 +10,16 @@ Each table ``[models.<name>]`` is one entry::
     pairs_with = "dinov2-small"      # vlm only: encoder name or "own_tower"
     smoke = true                     # tiny random weights: integrity gates only
 
+A tuned model (``plainsight adapt``) is the entry of its base plus the adapter folder; it takes
+every field of the base entry that it does not set itself::
+
+    [models.llava-lora-llm]
+    base = "llava-1.5-7b"
+    adapter_dir = "adapters/llava-lora-llm"   # relative to the toml
+
+A tuned entry and its base get ``attention_diagnostic = true`` (eager attention; the answer
+position's attention share on image tokens, per layer, before vs after tuning).
+
 Unknown keys are an error naming the entry, so typos do not silently fall back to defaults.
 """
 
@@ -17,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +56,9 @@ class ModelEntry:
     max_new_tokens: int = 8
     batch_size: int = 8
     options: dict[str, Any] = field(default_factory=dict)
+    base: str | None = None  # a tuned entry: the entry it was tuned from
+    adapter_dir: str | None = None  # a tuned entry: the folder `plainsight adapt` wrote
+    attention_diagnostic: bool = False
     base_dir: Path = field(default=Path("."), compare=False)
 
     @property
@@ -61,8 +74,13 @@ class ModelEntry:
             return str((self.base_dir / Path(self.source).expanduser()).resolve())
         return self.source
 
+    def resolved_adapter_dir(self) -> Path | None:
+        if self.adapter_dir is None:
+            return None
+        return (self.base_dir / Path(self.adapter_dir).expanduser()).resolve()
+
     def fingerprint_fields(self) -> dict[str, Any]:
-        return {
+        fields_ = {
             "source": self.source,
             "revision": self.revision,
             "adapter": self.adapter,
@@ -71,6 +89,13 @@ class ModelEntry:
             "feature_layer": self.feature_layer,
             "options": self.options,
         }
+        if self.adapter_dir is not None:
+            from plainsight.adapt import adaptation_fingerprint
+
+            fields_["adaptation"] = adaptation_fingerprint(self.resolved_adapter_dir())
+        if self.attention_diagnostic:
+            fields_["attention"] = "eager"
+        return fields_
 
 
 def missing_local_folder(entry: ModelEntry) -> ModelUnavailable | None:
@@ -113,6 +138,7 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
         unknown = set(table) - _FIELD_NAMES
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_FIELD_NAMES)}")
+        table = _with_base(name, table, tables, where)
         for required in ("kind", "source"):
             if required not in table:
                 raise ConfigError(f"{where}: missing field {required!r}")
@@ -125,6 +151,11 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
         if table.get("pairs_with") and table["kind"] != "vlm":
             raise ConfigError(f"{where}: field 'pairs_with' only applies to kind = 'vlm'")
         entries[name] = ModelEntry(name=name, base_dir=path.parent.resolve(), **table)
+    for entry in list(entries.values()):
+        if entry.adapter_dir is not None:
+            # Before vs after tuning: the tuned entry and its base both report the attention diagnostic.
+            entries[entry.name] = replace(entry, attention_diagnostic=True)
+            entries[entry.base] = replace(entries[entry.base], attention_diagnostic=True)
     for entry in entries.values():
         pw = entry.pairs_with
         if pw and pw != "own_tower" and (pw not in entries or entries[pw].kind != "encoder"):
@@ -132,6 +163,22 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
                 f"{path}: [models.{entry.name}] pairs_with = {pw!r} is not an encoder entry of this file"
             )
     return entries
+
+
+def _with_base(name: str, table: dict[str, Any], tables: dict[str, Any], where: str) -> dict[str, Any]:
+    """A tuned entry's table completed with its base entry's fields (its own fields win)."""
+    if "base" not in table and "adapter_dir" not in table:
+        return table
+    if "base" not in table or "adapter_dir" not in table:
+        raise ConfigError(f"{where}: a tuned entry needs both 'base' (an entry name) and 'adapter_dir'")
+    base = tables.get(table["base"])
+    if not isinstance(base, dict):
+        raise ConfigError(f"{where}: base = {table['base']!r} is not an entry of this file")
+    if "base" in base:
+        raise ConfigError(f"{where}: base = {table['base']!r} is itself a tuned entry; name the original model")
+    if base.get("kind") != "vlm":
+        raise ConfigError(f"{where}: base = {table['base']!r} must be a vlm entry")
+    return {**base, **table}
 
 
 def select(entries: dict[str, ModelEntry], patterns: str | None) -> dict[str, ModelEntry]:
@@ -143,6 +190,9 @@ def select(entries: dict[str, ModelEntry], patterns: str | None) -> dict[str, Mo
         return dict(entries)
     wanted = [p.strip() for p in patterns.split(",") if p.strip()]
     chosen = {n: e for n, e in entries.items() if any(fnmatch.fnmatchcase(n, p) for p in wanted)}
+    for entry in list(chosen.values()):
+        if entry.base is not None:
+            chosen.setdefault(entry.base, entries[entry.base])  # tuned vs original needs the original
     unmatched = [p for p in wanted if not any(fnmatch.fnmatchcase(n, p) for n in entries)]
     if unmatched:
         raise ConfigError(f"--models: no entry matches {unmatched}; known models: {sorted(entries)}")

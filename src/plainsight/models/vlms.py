@@ -39,6 +39,7 @@ class LetterScores:
     # log-probability of each letter's first answer token (full-vocabulary log-softmax); may hold NaN/inf
     logprobs: dict[str, float]
     token_ids: dict[str, int] = field(default_factory=dict)  # the token scored per letter (empty for doubles)
+    image_attention: list[float] | None = None  # per LLM layer, the answer position's attention share on image tokens
 
 
 class VLM(Protocol):
@@ -70,6 +71,22 @@ class HFVLM:
         self.family = getattr(model.config, "model_type", "")
         self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self.prefix: Any = None  # a PromptPrefix (prompt tuning), inserted before every prompt
+        self.attention_probe: Any = None  # an ImageAttentionProbe (the attention diagnostic)
+
+    def image_token_ids(self) -> set[int]:
+        """The placeholder token ids the model fills with image features."""
+        config = self.model.config
+        ids = {getattr(config, key, None) for key in ("image_token_id", "image_token_index")}
+        return {int(i) for i in ids if i is not None}
+
+    def enable_attention_diagnostic(self) -> None:
+        """Eager attention (weights are returned) and hooks that keep the answer position's row."""
+        from plainsight.attention import ImageAttentionProbe
+        from plainsight.models.components import attention_modules
+
+        self.model.set_attn_implementation("eager")
+        self.attention_probe = ImageAttentionProbe(attention_modules(self.model), self.image_token_ids())
 
     @classmethod
     def from_pretrained(cls, name: str, path_or_id: str, *, revision: str | None = None, device: str = "cpu",
@@ -150,6 +167,8 @@ class HFVLM:
         finally:
             self.tokenizer.padding_side = previous
         inputs = {k: v for k, v in batch.items() if k != "labels"}  # PaliGemma's processor adds labels
+        if self.prefix is not None:
+            inputs = self.prefix.insert(inputs)
         if forced:
             extra = torch.tensor([list(forced)] * len(requests), dtype=inputs["input_ids"].dtype)
             inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
@@ -163,24 +182,39 @@ class HFVLM:
             if isinstance(v, torch.Tensor)
         }
 
+    def answer_logits(self, requests: list[VLMRequest], *, attention: list | None = None) -> torch.Tensor:
+        """(B, vocab) logits at the answer position for one batch sharing its letters — ONE forward.
+
+        Runs with gradients when called outside ``inference_mode`` (``plainsight adapt`` trains on it).
+        With the attention diagnostic on, ``attention`` receives each row's per-layer image share.
+        """
+        letters = requests[0].letters
+        if any(r.letters != letters for r in requests):
+            raise ValueError("a batch must share its answer letters")
+        inputs = self._inputs(requests, self.letter_tokens(letters).forced)
+        kwargs = {"logits_to_keep": 1} if self._accepts_logits_to_keep else {}
+        self.forward_count += len(requests)
+        if attention is None or self.attention_probe is None:
+            return self.model(**inputs, **kwargs).logits[:, -1, :]
+        with self.attention_probe.capture(inputs["input_ids"]) as shares:
+            logits = self.model(**inputs, **kwargs).logits[:, -1, :]
+        attention.extend(shares)
+        return logits
+
     @torch.inference_mode()
     def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
         out: list[LetterScores] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
-            letters = chunk[0].letters
-            if any(r.letters != letters for r in chunk):
-                raise ValueError("a batch must share its answer letters")
-            tokens = self.letter_tokens(letters)
-            inputs = self._inputs(chunk, tokens.forced)
-            kwargs = {"logits_to_keep": 1} if self._accepts_logits_to_keep else {}
-            logits = self.model(**inputs, **kwargs).logits[:, -1, :]
-            self.forward_count += len(chunk)
+            tokens = self.letter_tokens(chunk[0].letters)
+            attention: list = []
+            logits = self.answer_logits(chunk, attention=attention)
+            attention = attention or [None] * len(chunk)
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            ids = [tokens.ids[letter] for letter in letters]
-            for row in logprobs:
+            ids = [tokens.ids[letter] for letter in chunk[0].letters]
+            for row, shares in zip(logprobs, attention):
                 values = row[ids].tolist()
-                out.append(LetterScores(dict(zip(letters, values)), dict(tokens.ids)))
+                out.append(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids), shares))
         return out
 
     @torch.inference_mode()
@@ -254,8 +288,13 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
     missing = missing_local_folder(entry)
     if missing is not None:
         raise missing
+    adapter_dir = entry.resolved_adapter_dir()
+    if adapter_dir is not None:
+        from plainsight.adapt import read_adaptation
+
+        read_adaptation(adapter_dir)  # a missing adapter is reported before the base is loaded
     try:
-        return HFVLM.from_pretrained(
+        vlm = HFVLM.from_pretrained(
             entry.name, source, revision=entry.revision, device=device, dtype=torch_dtype(dtype),
             trust_remote_code=entry.trust_remote_code, batch_size=entry.batch_size,
         )  # fmt: skip
@@ -263,3 +302,10 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
         if entry.is_local_path:
             raise
         raise not_in_hf_cache(entry, exc) from None
+    if adapter_dir is not None:
+        from plainsight.adapt import apply_adaptation
+
+        apply_adaptation(vlm, adapter_dir)
+    if entry.attention_diagnostic:
+        vlm.enable_attention_diagnostic()
+    return vlm
