@@ -226,6 +226,8 @@ def test_prompt_tuning_trains_only_the_prefix_and_reloads(tmp_path: Path):
     assert record["trainable_parameters"] == 3 * 32  # 3 vectors of the LLM's width
     tuned = apply_adaptation(HFVLM.from_pretrained("tuned", str(TINY_LLAVA)), out)
     base = HFVLM.from_pretrained("base", str(TINY_LLAVA))
+    start = PromptPrefix.initialised_from_vocabulary(base.model, 3, 0, seed=0).embeddings
+    assert (tuned.prefix.embeddings - start).abs().max() > 1e-3, "the prefix did not train"
     assert all(torch.equal(p, q) for p, q in zip(tuned.model.parameters(), base.model.parameters()))
     with torch.inference_mode():
         assert not torch.allclose(tuned.answer_logits(_requests()), base.answer_logits(_requests()))
@@ -322,3 +324,19 @@ def test_evals_show_tuned_and_original_side_by_side(pytester: pytest.Pytester, t
     text = (report / "report.md").read_text()
     assert "## Tuned vs original (same held-out items)" in text
     assert "| depth | tiny-llava-lora | tiny-llava | lora | llm |" in text
+
+
+def test_adapt_command(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from plainsight.cli import main
+
+    toml = _models_toml(tmp_path)
+    common = ["adapt", "--model-config", str(toml), "--model", "tiny-llava", "--task", "depth", "--out", str(tmp_path / "a")]
+    assert main([*common, "--method", "prompt"]) == 2
+    assert "--tokens" in capsys.readouterr().err
+    assert main([*common, "--method", "lora", "--rank", "2", "--model", "tiny-dinov2"]) == 2
+    assert "original vlm entry" in capsys.readouterr().err
+    assert main([*common, "--method", "lora", "--rank", "2", "--steps", "2", "--train-items", "16", "--name", "t"]) == 0
+    out = capsys.readouterr().out
+    assert "144 items are held out" in out and '[models.t]\nbase = "tiny-llava"\nadapter_dir = "a"' in out
+    meta = read_adaptation(tmp_path / "a").meta
+    assert meta["steps"] == 2 and meta["rank"] == 2 and meta["lr"] == 1e-3 and len(meta["train_items"]) == 16

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from plainsight.items import Item, canonical_hash, item_set_fingerprint
 log = logging.getLogger("plainsight")
 
 METHODS = ("prompt", "lora")
+# Prompt tuning moves a handful of input vectors and wants a larger step than LoRA's low-rank updates.
+DEFAULT_LR = {"prompt": 3e-2, "lora": 1e-3}
 ADAPT_FILE = "plainsight_adapt.json"
 SCHEMA = "plainsight.adapt/1"
 
@@ -40,7 +43,7 @@ class AdaptPlan:
     steps: int = 200
     tokens: int | None = None  # prompt tuning: prefix embeddings
     rank: int | None = None  # lora
-    lr: float = 1e-3
+    lr: float | None = None  # default: DEFAULT_LR of the method
     batch_size: int = 8
     train_items: int | None = None  # how many items to train on (default: train_fraction of the task)
     train_fraction: float = 0.375
@@ -57,6 +60,8 @@ class AdaptPlan:
             raise ConfigError("--method prompt needs --tokens N (N >= 1; the paper tunes 1, 5 or 10)")
         if self.method == "lora" and (self.rank is None or self.rank < 1):
             raise ConfigError("--method lora needs --rank R (R >= 1)")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.method])
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--steps, --batch-size and --lr must be positive")
         if not 0 < self.train_fraction < 1:
@@ -244,7 +249,9 @@ def trainable_parameters(vlm: Any, plan: AdaptPlan) -> list[Any]:
         targets = component_linear_names(vlm.model, plan.component)
         config = LoraConfig(r=plan.rank, lora_alpha=2 * plan.rank, lora_dropout=0.0, target_modules=targets)
         torch.manual_seed(plan.seed)
-        vlm.model = get_peft_model(vlm.model, config)
+        with warnings.catch_warnings():  # peft 0.21 reads a name transformers 5 deprecates (harmless)
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            vlm.model = get_peft_model(vlm.model, config)
         return [p for p in vlm.model.parameters() if p.requires_grad]
     from plainsight.models.prefix import PromptPrefix, slot_token_for
 
@@ -265,7 +272,7 @@ def save(vlm: Any, plan: AdaptPlan, out: Path) -> None:
 
 def run_adapt(entry: Any, task_id: str, plan: AdaptPlan, out: Path, *, data_root: Path | None = None,
               source: str | None = None, task_options: dict[str, str] | None = None, device: str = "auto",
-              dtype: str = "auto") -> dict[str, Any]:  # fmt: skip
+              dtype: str = "auto", limit: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Tune ``entry`` on the train split of ``task_id`` and write ``out``; returns the record written."""
     import torch
 
@@ -276,7 +283,8 @@ def run_adapt(entry: Any, task_id: str, plan: AdaptPlan, out: Path, *, data_root
     if entry.kind != "vlm" or entry.adapter_dir is not None:
         raise ConfigError(f"[models.{entry.name}]: adapt needs an original vlm entry (not an encoder or a tuned one)")
     task = get_task(task_id)
-    items = task.load_items(LoadRequest(data_root=data_root, seed=plan.seed, source=source, options=task_options or {}))
+    items = task.load_items(LoadRequest(data_root=data_root, seed=plan.seed, limit=limit, source=source,
+                                         options=task_options or {}))
     n_train = plan.train_items if plan.train_items is not None else max(1, int(len(items) * plan.train_fraction))
     train_items, held_out = split_items(items, n_train, plan.seed)
     device = resolve_device(device if device != "auto" else entry.device)

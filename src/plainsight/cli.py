@@ -198,7 +198,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     record = run_adapt(
         entries[args.model], args.task, plan, args.out, data_root=args.data_root.resolve() if args.data_root else None,
-        source=args.source, task_options=options, device=args.device, dtype=args.dtype,
+        source=args.source, task_options=options, device=args.device, dtype=args.dtype, limit=args.limit,
     )  # fmt: skip
     loss = record["loss"]
     print(f"tuned {args.model} on {record['n_train']} {args.task} items ({record['trainable_parameters']} trainable "
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=None, help="prompt: prefix embeddings (the paper: 1, 5, 10)")
     p.add_argument("--rank", type=int, default=None, help="lora: rank (alpha = 2 x rank)")
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 3e-2 prompt, 1e-3 lora)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--train-items", type=int, default=None, help="train on this many items (default: --train-fraction)")
     p.add_argument("--train-fraction", type=float, default=0.375)
