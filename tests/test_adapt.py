@@ -324,6 +324,8 @@ def test_evals_show_tuned_and_original_side_by_side(pytester: pytest.Pytester, t
     text = (report / "report.md").read_text()
     assert "## Tuned vs original (same held-out items)" in text
     assert "| depth | tiny-llava-lora | tiny-llava | lora | llm |" in text
+    html = (report / "report.html").read_text()
+    assert "<h3>Tuned vs original (same held-out items)</h3>" in html and "<td>tiny-llava-lora</td><td>original</td>" in html
 
 
 def test_adapt_command(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -340,3 +342,22 @@ def test_adapt_command(tmp_path: Path, capsys: pytest.CaptureFixture):
     assert "144 items are held out" in out and '[models.t]\nbase = "tiny-llava"\nadapter_dir = "a"' in out
     meta = read_adaptation(tmp_path / "a").meta
     assert meta["steps"] == 2 and meta["rank"] == 2 and meta["lr"] == 1e-3 and len(meta["train_items"]) == 16
+
+
+def test_prefix_applies_to_generation_as_to_scoring(tiny_vlm: HFVLM):
+    """Greedy decoding restricted to the letters picks the letter-scoring argmax, prefix included."""
+    from plainsight.scoring import choose
+
+    requests = _requests(8)
+    prefix = PromptPrefix(torch.randn(4, 32, generator=torch.Generator().manual_seed(3)), slot_token_id=0)
+    tiny_vlm.prefix = prefix.attach(tiny_vlm.model)
+    try:
+        scored = [choose(s.logprobs, ("A", "B")).letter for s in tiny_vlm.score_letters(requests)]
+        replies = tiny_vlm.generate(requests, restrict_to_letters=True)
+        assert prefix.slots is None  # forgotten after the batch
+    finally:
+        prefix.detach_hook()
+        tiny_vlm.prefix = None
+    plain = [choose(s.logprobs, ("A", "B")).letter for s in tiny_vlm.score_letters(requests)]
+    assert [r.strip().lstrip("▁Ġ") for r in replies] == scored
+    assert scored != plain, "this prefix should change some answers (else the test shows nothing)"

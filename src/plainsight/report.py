@@ -178,33 +178,54 @@ def _mean(values: list[float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def tuning_section(records: list[dict[str, Any]]) -> list[str]:
-    """report.md lines: each tuned model beside its original on the same held-out items."""
-    tuned = [r for r in sort_records(records) if r["role"] == "vlm" and r.get("vs_base")]
-    if not tuned:
-        return []
-    out = ["", "## Tuned vs original (same held-out items)", "",
-           "| task | tuned | original | method | component | steps | tokens / rank | n | original acc | tuned acc | "
-           "only tuned / only original | McNemar p | blind: original → tuned | image attention: original → tuned |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in tuned:
+TUNING_HEADER = [
+    "task", "tuned", "original", "method", "component", "steps", "tokens / rank", "n", "original acc", "tuned acc",
+    "only tuned / only original", "McNemar p", "blind: original → tuned", "image attention: original → tuned",
+]  # fmt: skip
+
+
+def tuning_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per tuned VLM record: the tuning, and the paired comparison with its original on the same items."""
+    rows = []
+    for r in sort_records(records):
+        if r["role"] != "vlm" or not r.get("vs_base"):
+            continue
         t, v = r.get("tuning", {}), r["vs_base"]
         size = t.get("tokens") if t.get("method") == "prompt" else t.get("rank")
-        attention = f"{_pct(_mean(v.get('base_image_attention')))} → {_pct(_mean(v.get('image_attention')))}"
-        out.append(
-            f"| {r['task']} | {r['model']} | {v['base']} | {t.get('method')} | {t.get('component')} | {t.get('steps')} | "
-            f"{size} | {v['paired_n']} | {_pct(v['base_accuracy'])} | {_pct(v['accuracy'])} | "
-            f"{v['only_tuned_correct']} / {v['only_base_correct']} | {_pct(v['mcnemar_p'])} | "
-            f"{_pct(v['base_blind_accuracy'])} → {_pct(r.get('blind_accuracy'))} | {attention} |"
-        )
+        rows.append([
+            r["task"], r["model"], v["base"], str(t.get("method")), str(t.get("component")), str(t.get("steps")),
+            str(size), str(v["paired_n"]), _pct(v["base_accuracy"]), _pct(v["accuracy"]),
+            f"{v['only_tuned_correct']} / {v['only_base_correct']}", _pct(v["mcnemar_p"]),
+            f"{_pct(v['base_blind_accuracy'])} → {_pct(r.get('blind_accuracy'))}",
+            f"{_pct(_mean(v.get('base_image_attention')))} → {_pct(_mean(v.get('image_attention')))}",
+        ])  # fmt: skip
+    return rows
+
+
+def attention_series(records: list[dict[str, Any]]) -> list[tuple[str, str, str, list[float]]]:
+    """(task, tuned model, "original" | "tuned", per-layer image-attention share) for each tuned record."""
+    out = []
+    for r in sort_records(records):
+        v = r.get("vs_base") if r["role"] == "vlm" else None
+        for label, series in (("original", (v or {}).get("base_image_attention")), ("tuned", (v or {}).get("image_attention"))):
+            if series:
+                out.append((r["task"], r["model"], label, series))
+    return out
+
+
+def tuning_section(records: list[dict[str, Any]]) -> list[str]:
+    """report.md lines: each tuned model beside its original on the same held-out items."""
+    rows = tuning_rows(records)
+    if not rows:
+        return []
+    out = ["", "## Tuned vs original (same held-out items)", "", "| " + " | ".join(TUNING_HEADER) + " |",
+           "|" + "---|" * len(TUNING_HEADER)]  # fmt: skip
+    out += ["| " + " | ".join(row) + " |" for row in rows]
     out += ["", "Image attention: the share of the answer position's attention (mean over heads) that falls on image "
             "tokens, averaged over layers; per layer:", ""]  # fmt: skip
-    for r in tuned:
-        v = r["vs_base"]
-        for label, series in (("original", v.get("base_image_attention")), ("tuned", v.get("image_attention"))):
-            if series:
-                layers = ", ".join(f"{i}: {x:.3f}" for i, x in enumerate(series))
-                out.append(f"- **{r['task']} × {r['model']}** ({label}): {layers}")
+    for task, model, label, series in attention_series(records):
+        layers = ", ".join(f"{i}: {x:.3f}" for i, x in enumerate(series))
+        out.append(f"- **{task} × {model}** ({label}): {layers}")
     return out
 
 

@@ -32,7 +32,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from plainsight.report import SUMMARY_HEADER, atomic_write, sort_records, summary_rows
+from plainsight.report import (
+    SUMMARY_HEADER, TUNING_HEADER, atomic_write, attention_series, sort_records, summary_rows, tuning_rows,
+)
 from plainsight.scoring import wilson_interval
 
 ItemImages = Callable[[str, str, str], bytes | None]
@@ -294,6 +296,10 @@ def _task_section(
     if probes:
         parts.append("<h3>Layer-wise readout</h3>")
         parts.append('<div class="figs">' + "".join(_layer_curve(p, records) for p in probes) + "</div>")
+    tuned = tuning_rows(records)
+    if tuned:
+        parts.append("<h3>Tuned vs original (same held-out items)</h3>")
+        parts.append(_tuning_table(tuned, attention_series(records)))
     parts.append("<h3>All records</h3>")
     parts.append(_records_table(records))
     if vlms:
@@ -678,6 +684,21 @@ def _layer_curve(probe: dict[str, Any], task_records: list[dict[str, Any]]) -> s
 
 # ---------------------------------------------------------------------------------------------
 # 4. the records table
+
+
+def _tuning_table(rows: list[list[str]], series: list[tuple[str, str, str, list[float]]]) -> str:
+    header = "".join(f"<th>{escape(h)}</th>" for h in TUNING_HEADER[1:])
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row[1:]) + "</tr>" for row in rows)
+    layers = "".join(
+        f"<tr><td>{escape(model)}</td><td>{escape(label)}</td>"
+        + "".join(f'<td class="num">{x:.3f}</td>' for x in values) + "</tr>"
+        for _, model, label, values in series
+    )  # fmt: skip
+    attention = (
+        '<p>Share of the answer position\'s attention on image tokens, per LLM layer (0, 1, …):</p>'
+        f'<table class="records"><tbody>{layers}</tbody></table>' if layers else ""
+    )  # fmt: skip
+    return f'<table class="records"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>{attention}'
 
 
 def _records_table(records: list[dict[str, Any]]) -> str:

@@ -194,12 +194,20 @@ class HFVLM:
         inputs = self._inputs(requests, self.letter_tokens(letters).forced)
         kwargs = {"logits_to_keep": 1} if self._accepts_logits_to_keep else {}
         self.forward_count += len(requests)
-        if attention is None or self.attention_probe is None:
-            return self.model(**inputs, **kwargs).logits[:, -1, :]
-        with self.attention_probe.capture(inputs["input_ids"]) as shares:
-            logits = self.model(**inputs, **kwargs).logits[:, -1, :]
-        attention.extend(shares)
-        return logits
+        try:
+            if attention is None or self.attention_probe is None:
+                return self.model(**inputs, **kwargs).logits[:, -1, :]
+            with self.attention_probe.capture(inputs["input_ids"]) as shares:
+                logits = self.model(**inputs, **kwargs).logits[:, -1, :]
+            attention.extend(shares)
+            return logits
+        finally:
+            self._forget_slots()
+
+    def _forget_slots(self) -> None:
+        """The prefix slots belong to the batch just run; no later embedding call may match them."""
+        if self.prefix is not None:
+            self.prefix.slots = None
 
     @torch.inference_mode()
     def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
@@ -238,7 +246,10 @@ class HFVLM:
                 kwargs["max_new_tokens"] = 1
             inputs = self._inputs(chunk, forced)
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-            out = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            try:
+                out = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            finally:
+                self._forget_slots()
             self.forward_count += len(chunk)
             new_tokens = out[:, inputs["input_ids"].shape[1] :]
             replies.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=False))
