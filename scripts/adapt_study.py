@@ -1,6 +1,7 @@
 """The paper's "can the gap close?" study on one VLM and one task, in one command.
 
     python scripts/adapt_study.py --model tiny-llava --task depth --out reports/adapt-study
+    python scripts/adapt_study.py --colour-llava --out reports/adapt-study-colour
 
 Tunes the model six ways on the same train split — 1, 5 and 10 prefix embeddings (prompt
 tuning) and LoRA on the LLM, the projector and the vision encoder — writes a models.toml with
@@ -46,6 +47,7 @@ def _table(entry) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llava")
+    parser.add_argument("--colour-llava", action="store_true", help="build and study the colour-seeing tiny LLaVA")
     parser.add_argument("--model-config", type=Path, default=REPO / "fixtures" / "models.toml")
     parser.add_argument("--task", default="depth")
     parser.add_argument("--train-items", type=int, default=60)
@@ -58,11 +60,19 @@ def main() -> int:
     args = parser.parse_args()
 
     from plainsight.adapt import AdaptPlan, run_adapt
+    from plainsight.errors import ConfigError
     from plainsight.models.registry import load_models_toml
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.colour_llava:
+        from plainsight.models.tiny import build_colour_llava
+
+        folder = build_colour_llava(args.out / "colour-llava", seed=args.seed)
+        args.model, args.model_config = "colour-llava", args.out / "base.toml"
+        args.model_config.write_text(f'[models.colour-llava]\nkind = "vlm"\nsource = "{folder}"\n'
+                                     'image_mode = "side_by_side"\nsmoke = true\n')  # fmt: skip
     entries = load_models_toml(args.model_config)
     base = entries[args.model]
-    args.out.mkdir(parents=True, exist_ok=True)
     toml = [_table(base)]
     if base.pairs_with and base.pairs_with in entries:
         toml.append(_table(entries[base.pairs_with]))
@@ -71,7 +81,11 @@ def main() -> int:
                          lr=args.prompt_lr if method == "prompt" else args.lora_lr,
                          batch_size=args.batch_size, train_items=args.train_items, seed=args.seed)  # fmt: skip
         folder = args.out / "adapters" / suffix
-        record = run_adapt(base, args.task, plan, folder)
+        try:
+            record = run_adapt(base, args.task, plan, folder)
+        except ConfigError as exc:
+            print(f"{suffix}: not trained: {exc}")
+            continue
         print(f"{suffix}: loss {record['loss'][0]:.3f} -> {sum(record['loss'][-10:]) / 10:.3f}, train accuracy "
               f"{record['train_accuracy_before']:.3f} -> {record['train_accuracy_after']:.3f} ({record['seconds']:.1f}s)")  # fmt: skip
         toml.append(f'[models.{args.model}-{suffix}]\nbase = "{args.model}"\nadapter_dir = "adapters/{suffix}"\n')

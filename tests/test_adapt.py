@@ -361,3 +361,37 @@ def test_prefix_applies_to_generation_as_to_scoring(tiny_vlm: HFVLM):
     plain = [choose(s.logprobs, ("A", "B")).letter for s in tiny_vlm.score_letters(requests)]
     assert [r.strip().lstrip("▁Ġ") for r in replies] == scored
     assert scored != plain, "this prefix should change some answers (else the test shows nothing)"
+
+
+def test_llm_lora_learns_to_look(tmp_path: Path):
+    """The acceptance run: a VLM whose vision path sees the boxes' colours but whose LLM overlooks them,
+    LoRA on the LLM for a fixed budget (seed 0) on 60 depth items, evaluated on the 100 held out.
+
+    It must improve significantly (McNemar p < 0.05) while its blind accuracy stays inside chance's
+    95% interval: it learnt to look, not a letter or noun prior.
+    """
+    from plainsight.models.tiny import build_colour_llava
+    from plainsight.records import versus_base
+    from plainsight.scoring import wilson_interval
+
+    folder = build_colour_llava(tmp_path / "colour-llava")
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.colour-llava]\nkind = "vlm"\nsource = "{folder}"\nimage_mode = "side_by_side"\nsmoke = true\n')
+    plan = AdaptPlan(method="lora", component="llm", rank=8, steps=150, lr=1e-3, batch_size=16, train_items=60, seed=0)
+    record = run_adapt(load_models_toml(toml)["colour-llava"], "depth", plan, tmp_path / "lora-llm")
+    toml.write_text(toml.read_text() + f'\n[models.tuned]\nbase = "colour-llava"\nadapter_dir = "{tmp_path / "lora-llm"}"\n')
+    runner = Runner(RunOptions(), load_models_toml(toml), training_items={"depth": {"tuned": frozenset(record["train_items"])}})
+    held_out = runner.items("depth")
+    tuned, tuned_blind = runner.run("depth", "tuned", "vlm"), runner.run("depth", "tuned", "blind")
+    original, original_blind = runner.run("depth", "colour-llava", "vlm"), runner.run("depth", "colour-llava", "blind")
+    versus = versus_base(tuned, original, original_blind)
+    blind_correct = sum(o.correct for o in tuned_blind.outcomes)
+    chance_lo, chance_hi = wilson_interval(len(held_out) // 2, len(held_out))
+    print(f"\nheld out {len(held_out)}: original {versus['base_accuracy']:.3f} -> tuned {versus['accuracy']:.3f}, "
+          f"only tuned {versus['only_tuned_correct']} / only original {versus['only_base_correct']}, McNemar p "
+          f"{versus['mcnemar_p']:.2g}; blind {versus['base_blind_accuracy']:.3f} -> {blind_correct / len(held_out):.3f} "
+          f"(chance interval [{chance_lo:.3f}, {chance_hi:.3f}]); image attention {versus['base_image_attention']} -> "
+          f"{versus['image_attention']}; train loss {record['loss'][0]:.3f} -> {record['loss'][-1]:.3f}")  # fmt: skip
+    assert len(held_out) >= 100 and not {it.id for it in held_out} & set(record["train_items"])
+    assert versus["accuracy"] > versus["base_accuracy"] and versus["mcnemar_p"] < 0.05
+    assert chance_lo <= blind_correct / len(held_out) <= chance_hi

@@ -193,6 +193,11 @@ def train(vlm: Any, requests: list[Any], golds: list[int], parameters: list[Any]
             order.extend(torch.randperm(len(requests), generator=generator).tolist())
         batch, order = order[: plan.batch_size], order[plan.batch_size :]
         loss = _letter_loss(vlm, [requests[i] for i in batch], [golds[i] for i in batch])
+        if not loss.requires_grad:
+            raise ConfigError(
+                f"{vlm.name}: the {plan.component} parameters being tuned do not reach the answer logits "
+                "(e.g. the VLM reads its vision tower before the layers LoRA was put on); nothing to train"
+            )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}; try a lower --lr")
         optimiser.zero_grad(set_to_none=True)

@@ -195,7 +195,8 @@ def tuning_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         rows.append([
             r["task"], r["model"], v["base"], str(t.get("method")), str(t.get("component")), str(t.get("steps")),
             str(size), str(v["paired_n"]), _pct(v["base_accuracy"]), _pct(v["accuracy"]),
-            f"{v['only_tuned_correct']} / {v['only_base_correct']}", _pct(v["mcnemar_p"]),
+            f"{v['only_tuned_correct']} / {v['only_base_correct']}",
+            "–" if v["mcnemar_p"] is None else f"{v['mcnemar_p']:.2g}",
             f"{_pct(v['base_blind_accuracy'])} → {_pct(r.get('blind_accuracy'))}",
             f"{_pct(_mean(v.get('base_image_attention')))} → {_pct(_mean(v.get('image_attention')))}",
         ])  # fmt: skip

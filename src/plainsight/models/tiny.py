@@ -76,6 +76,98 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> P
     return out_dir
 
 
+def build_colour_llava(out_dir: Path, *, seed: int = 0, image_size: int = 96, patch: int = 8,
+                       text_hidden: int = 128) -> Path:  # fmt: skip
+    """A tiny LLaVA whose vision path is set by hand to see two colours; the language model is random.
+
+    Each image token carries how many pixels of its patch are pure red and how many pure blue —
+    the colours of the depth task's boxes, whose outline lengths say which box is bigger (the
+    bigger box is the closer one on 86% of the embedded depth items; summing the two channels over
+    the image orders 108/160 items at 96 px, 129/160 at 160 px, where resizing blurs less). It
+    plays "an encoder that sees what the task needs" for tuning tests: the random LLM overlooks the
+    two channels, a tuned one can learn to read them; with white images (the blind control) they
+    are zero. A random tiny VLM has nothing of the kind to look at.
+
+    How: the patch embedding copies each pixel value and its negative (so LayerNorm's channel mean
+    is untouched), a constant channel of 1e5 makes LayerNorm a fixed affine map that its weights
+    undo, and the projector's first layer holds one thresholded detector per pixel and colour
+    whose sums its second layer writes into output channels 0 (red) and 1 (blue).
+    """
+    import math
+
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    out_dir = Path(out_dir)
+    tok = build_bpe_tokenizer(
+        ["<pad>", "<s>", "</s>", "<image>"], pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+    image_processor = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size}, do_center_crop=False,
+        crop_size={"height": image_size, "width": image_size},
+    )  # fmt: skip
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
+    )  # fmt: skip
+    pixels = 3 * patch * patch
+    width = 2 * pixels + 2  # +x and -x per pixel value, a constant channel, a spare one
+    assert 2 * patch * patch <= text_hidden, "one projector unit per pixel and colour"
+    config = LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=width, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=image_size, patch_size=patch, projection_dim=32),
+        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=text_hidden, intermediate_size=2 * text_hidden,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,  # the embeddings, after pre-LN
+        vision_feature_select_strategy="default", projector_hidden_act="gelu",
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    tower, projector = model.model.vision_tower, model.model.multi_modal_projector
+    constant = 1e5
+    with torch.no_grad():
+        conv = torch.zeros(width, 3, patch, patch)
+        for c in range(3):
+            for dy in range(patch):
+                for dx in range(patch):
+                    channel = c * patch * patch + dy * patch + dx
+                    conv[2 + channel, c, dy, dx] = 1.0
+                    conv[2 + pixels + channel, c, dy, dx] = -1.0
+        tower.embeddings.patch_embedding.weight.copy_(conv)
+        tower.embeddings.class_embedding.zero_()
+        tower.embeddings.position_embedding.weight.zero_()
+        tower.embeddings.position_embedding.weight[:, 0] = constant
+        mean = constant / width
+        std = constant * math.sqrt(width - 1) / width
+        tower.pre_layrnorm.weight.fill_(std)
+        tower.pre_layrnorm.bias.fill_(mean)
+        tower.pre_layrnorm.weight[:2] = 0.0
+        tower.pre_layrnorm.bias[:2] = 0.0
+        # Detectors on CLIP-normalised values: pure red scores R-G-B = 5.2 (white -2.3, orange 3.3),
+        # pure blue B-R-G = 5.7 (white -1.9, purple 3.8).
+        gain, thresholds = 4.0, {"red": 4.5, "blue": 4.8}
+        signs = {"red": (1.0, -1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
+        first = torch.zeros(text_hidden, width)
+        bias = torch.zeros(text_hidden)
+        for k, colour in enumerate(("red", "blue")):
+            for p in range(patch * patch):
+                unit = k * patch * patch + p
+                for c, sign in enumerate(signs[colour]):
+                    first[unit, 2 + c * patch * patch + p] = gain * sign
+                bias[unit] = -gain * thresholds[colour]
+        projector.linear_1.weight.copy_(first)
+        projector.linear_1.bias.copy_(bias)
+        second = torch.zeros(text_hidden, text_hidden)
+        second[0, : patch * patch] = 0.05
+        second[1, patch * patch : 2 * patch * patch] = 0.05
+        projector.linear_2.weight.copy_(second)
+        projector.linear_2.bias.zero_()
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
 def build_tiny_dinov2(out_dir: Path, *, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
     """A Dinov2Model of ~30k parameters with a BitImageProcessor (short side to image_size, centre crop)."""
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
