@@ -395,3 +395,46 @@ def test_llm_lora_learns_to_look(tmp_path: Path):
     assert len(held_out) >= 100 and not {it.id for it in held_out} & set(record["train_items"])
     assert versus["accuracy"] > versus["base_accuracy"] and versus["mcnemar_p"] < 0.05
     assert chance_lo <= blind_correct / len(held_out) <= chance_hi
+
+
+def test_tuned_entry_runs_in_its_originals_xdist_group(tmp_path: Path):
+    from plainsight.plugin import xdist_group_for
+
+    entries = load_models_toml(_models_toml(tmp_path, **{"tiny-llava-lora": "x"}))
+    assert xdist_group_for(entries["tiny-llava-lora"], entries) == "tiny-llava"
+    assert xdist_group_for(entries["tiny-dinov2"], entries) == "tiny-llava"
+
+
+def test_merged_shards_recompute_the_tuned_comparison(pytester: pytest.Pytester, tmp_path: Path):
+    """A sharded run's tuned-vs-original fields and attention means are rebuilt from the merged items, never copied."""
+    from plainsight.merge import merge_runs
+
+    out, _ = _adapt(tmp_path, "lora", method="lora", component="llm", rank=4)
+    toml = _models_toml(pytester.path, paired=False, **{"tiny-llava-lora": str(out)})
+    shutil.copy(REPO / "evals" / "test_depth.py", pytester.path / "test_depth.py")
+    thresholds = pytester.path / "thresholds.toml"
+    thresholds.write_text("[defaults.vlm]\nabove_chance = true\n")
+
+    def run(report: str, *extra: str) -> Path:
+        pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--model-config={toml}", f"--thresholds={thresholds}",
+            f"--report-dir={pytester.path / report}", "--models", "tiny-llava-lora", "--limit", "60", *extra,
+        )  # fmt: skip
+        return pytester.path / report
+
+    whole = json.loads((run("whole") / "results.json").read_text())["results"]
+    shards = [run(f"shard{i}", "--shard", f"{i}/2") for i in (1, 2)]
+    _, merged, _ = merge_runs(shards, thresholds)
+    expected = {(r["model"], r["role"]): r for r in whole}
+    got = {(r["model"], r["role"]): r for r in merged}
+    tuned = ("tiny-llava-lora", "vlm")
+    lists = ("image_attention", "base_image_attention")  # means of rounded per-item values: equal to 1e-6
+    assert {k: v for k, v in got[tuned]["vs_base"].items() if k not in lists} == {
+        k: v for k, v in expected[tuned]["vs_base"].items() if k not in lists}
+    shard_one = {(r["model"], r["role"]): r for r in json.loads((shards[0] / "results.json").read_text())["results"]}
+    assert shard_one[tuned]["vs_base"]["paired_n"] < got[tuned]["vs_base"]["paired_n"]  # not one shard's numbers
+    for key in lists:
+        assert got[tuned]["vs_base"][key] == pytest.approx(expected[tuned]["vs_base"][key], abs=2e-6)
+    assert got[tuned]["image_attention"] == pytest.approx(expected[tuned]["image_attention"], abs=2e-6)
+    assert got[("tiny-llava", "vlm")]["image_attention"] == pytest.approx(
+        expected[("tiny-llava", "vlm")]["image_attention"], abs=2e-6)

@@ -116,16 +116,25 @@ def read_adaptation(folder: Path) -> Adaptation:
     return Adaptation(folder, meta["method"], meta["component"], meta["task"], frozenset(meta["train_items"]), meta)
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def adaptation_fingerprint(folder: Path | None) -> str | None:
-    """A hash of the adapter folder's files (a retrained adapter never reuses stored answers)."""
+    """A hash of the adapter folder's files (a retrained adapter never reuses stored answers).
+
+    Answer keys ask for it once per item, so it is cached under the files' names, sizes and mtimes.
+    """
     if folder is None or not Path(folder).is_dir():
         return None
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).iterdir()):
-        if path.is_file():
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    stamp = (str(folder), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for path in files:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
-    return digest.hexdigest()[:24]
+        _FINGERPRINTS[stamp] = digest.hexdigest()[:24]
+    return _FINGERPRINTS[stamp]
 
 
 def base_signature(model: Any) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from plainsight.errors import PlainsightError
-from plainsight.records import summarize
+from plainsight.attention import mean_per_layer
+from plainsight.records import summarize, versus_base
 from plainsight.report import SCHEMA
 from plainsight.runner import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
 
@@ -26,7 +27,7 @@ DERIVED = {
     "gold_dist", "tv_to_gold", "tv_to_blind", "blind_accuracy", "blind_answer_dist", "parse_failures", "ties",
     "nan", "invalid", "invalid_reasons", "paired_with", "smoke", "item_set", "seconds", "paired_n",
     "vision_accuracy", "paired_vlm_accuracy", "gap_to_vision", "only_vision_correct", "only_vlm_correct",
-    "mcnemar_p", "verdict", "reason", "checks", "baseline", SHARD_KEY,
+    "mcnemar_p", "verdict", "reason", "checks", "baseline", "image_attention", "vs_base", SHARD_KEY,
 }  # fmt: skip
 MATCHING_METADATA = ("seed", "data_fingerprints", "prompt_fingerprints", "model_fingerprints")
 
@@ -121,6 +122,9 @@ def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, An
         first = shard_records[key][0]
         outcomes = [outcome_from_json(row) for _, row in sorted(rows_by_key[key].items())]
         info = {k: v for k, v in first.items() if k not in DERIVED and k not in ("task", "model", "role")}
+        attention = mean_per_layer([o.attention for o in outcomes if o.valid])
+        if attention is not None:
+            info["image_attention"] = attention
         seconds = sum(r.get("seconds") or 0.0 for r in shard_records[key])
         return RoleRun(key[0], key[1], key[2], first.get("item_set", ""), outcomes, info, seconds)
 
@@ -142,6 +146,10 @@ def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, An
             record = summarize(run, choices=choices, blind=role_run((task, model, ROLE_BLIND)),
                                vision=role_run((task, paired, ROLE_VISION)) if paired else None,
                                smoke=first.get("smoke", False), n_items=n_items)  # fmt: skip
+            base = first.get("vs_base", {}).get("base")
+            base_runs = (role_run((task, base, ROLE_VLM)), role_run((task, base, ROLE_BLIND))) if base else (None, None)
+            if base_runs[0] is not None and base_runs[1] is not None:
+                record["vs_base"] = versus_base(run, *base_runs)  # on the merged items, like every other number
         else:
             record = summarize(run, choices=choices, smoke=first.get("smoke", False), n_items=n_items)
         if role == ROLE_BLIND or first.get("verdict") == "skip" and role == ROLE_VISION and model.endswith("/own_tower"):
