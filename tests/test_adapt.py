@@ -300,7 +300,9 @@ def test_evals_show_tuned_and_original_side_by_side(pytester: pytest.Pytester, t
         f"--report-dir={report}", "-k", "depth", "--models", "tiny-llava-lora",  # the original comes along
     )  # fmt: skip
     result.assert_outcomes(passed=2)
-    results = json.loads((report / "results.json").read_text())["results"]
+    run = json.loads((report / "results.json").read_text())
+    assert run["training_items_left_out"] == {"depth": {"tiny-llava-lora": 24}}
+    results = run["results"]
     recs = {(r["model"], r["role"]): r for r in results}
     train_ids = set(record["train_items"])
     lines = [json.loads(line) for line in (report / "items.jsonl").read_text().splitlines()]

@@ -652,10 +652,16 @@ def _fingerprints(state: PluginState) -> dict[str, Any]:
         for r in sorted(state.records, key=lambda r: (r["model"], r["role"]))
         if r.get("device")
     }
+    held_out = {
+        task: {model: len(ids) for model, ids in sorted(by_model.items())}
+        for task, by_model in sorted(state.training_items().items()) if task in tasks
+    }  # fmt: skip
     return {
         "data_fingerprints": data,
         "prompt_fingerprints": prompt_fps,
         "model_fingerprints": models,
+        # task → tuned model → how many of the task's items it was trained on (left out of this whole run)
+        "training_items_left_out": held_out,
         # where each model ran and which image-processor class (PIL or torchvision backend) prepared its inputs
         "model_placements": placements,
     }
