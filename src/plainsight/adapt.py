@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +303,8 @@ def run_adapt(entry: Any, task_id: str, plan: AdaptPlan, out: Path, *, data_root
     train_items, held_out = split_items(items, n_train, plan.seed)
     device = resolve_device(device if device != "auto" else entry.device)
     dtype = resolve_dtype(dtype if dtype != "auto" else entry.dtype, device)
-    vlm = load_vlm(entry, device=device, dtype=dtype)
+    # Trained as it is scored, but without the eager attention the diagnostic needs (a tuned entry turns it on).
+    vlm = load_vlm(replace(entry, attention_diagnostic=False), device=device, dtype=dtype)
     if not isinstance(vlm, HFVLM):
         raise ConfigError(f"[models.{entry.name}]: only transformers VLMs can be tuned (not {type(vlm).__name__})")
     signature = base_signature(vlm.model)

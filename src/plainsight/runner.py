@@ -174,7 +174,7 @@ class Runner:
             if trained_on:
                 excluded = frozenset().union(*trained_on.values())
                 kept = [it for it in items if it.id not in excluded]
-                log.info("%s: %d items held out of the run as training items of %s; %d left", task_id,
+                log.info("%s: %d items left out of the run (training items of %s); %d held out remain", task_id,
                          len(items) - len(kept), ", ".join(sorted(trained_on)), len(kept))  # fmt: skip
                 items = kept
             self._item_sets[task_id] = item_set_fingerprint(items)
