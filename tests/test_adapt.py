@@ -440,3 +440,15 @@ def test_merged_shards_recompute_the_tuned_comparison(pytester: pytest.Pytester,
     assert got[tuned]["image_attention"] == pytest.approx(expected[tuned]["image_attention"], abs=2e-6)
     assert got[("tiny-llava", "vlm")]["image_attention"] == pytest.approx(
         expected[("tiny-llava", "vlm")]["image_attention"], abs=2e-6)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    ('{"schema": "other/1"}', "field 'schema'"),
+    ('{"schema": "plainsight.adapt/1", "method": "lora"}', "missing field 'component'"),
+])  # fmt: skip
+def test_malformed_adapter_record_names_file_and_field(tmp_path: Path, text: str, message: str):
+    (tmp_path / "plainsight_adapt.json").write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        read_adaptation(tmp_path)
+    assert "plainsight_adapt.json" in str(err.value)

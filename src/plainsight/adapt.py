@@ -104,12 +104,9 @@ def read_adaptation(folder: Path) -> Adaptation:
     path = folder / ADAPT_FILE
     if not path.is_file():
         raise ModelUnavailable(f"{path} not found: run `plainsight adapt ... --out {folder}` first")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if meta.get("schema") != SCHEMA:
-        raise ConfigError(f"{path}: field 'schema' is {meta.get('schema')!r}; expected {SCHEMA!r}")
+    from plainsight.report import read_json_document
+
+    meta = read_json_document(path, SCHEMA)
     for key in ("method", "component", "task", "train_items", "base_signature"):
         if key not in meta:
             raise ConfigError(f"{path}: missing field {key!r}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from plainsight.errors import ConfigError
+from plainsight.report import SCHEMA, read_json_document
 from plainsight.scoring import mcnemar_one_sided
 
 Key = tuple[str, str, str]
@@ -43,12 +44,7 @@ class Baseline:
         for p in (results_path, items_path):
             if not p.is_file():
                 raise ConfigError(f"--baseline {folder}: {p.name} not found (store one with --update-baseline {folder})")
-        try:
-            results = json.loads(results_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{results_path}: not valid JSON ({exc})") from None
-        if results.get("schema") != "plainsight.results/1":
-            raise ConfigError(f"{results_path}: field 'schema' is {results.get('schema')!r}, expected 'plainsight.results/1'")
+        results = read_json_document(results_path, SCHEMA)
         records = {(r["task"], r["model"], r["role"]): r for r in results.get("results", [])}
         outcomes: dict[Key, dict[str, bool]] = {}
         for n, line in enumerate(items_path.read_text().splitlines(), 1):

@@ -23,6 +23,20 @@ RECORD_KEY = ("task", "model", "role")
 TIMING_FIELDS = ("seconds",)
 
 
+def read_json_document(path: Path, schema: str) -> dict[str, Any]:
+    """A JSON file we wrote (results.json, plainsight_adapt.json), checked for its schema; errors name the file."""
+    from plainsight.errors import ConfigError
+
+    try:
+        document = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema") != schema:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ConfigError(f"{path}: field 'schema' is {found!r}; expected {schema!r}")
+    return document
+
+
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -42,16 +42,14 @@ def build_bpe_tokenizer(special_tokens: list[str], vocab_size: int = 400, **extr
     return PreTrainedTokenizerFast(tokenizer_object=tok, **extra)
 
 
-def build_tiny_llava(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> Path:
-    """A LLaVA (CLIP vision + Llama text) of ~70k parameters that resizes images to image_size² (no crop)."""
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+def _llava_processor(image_size: int, patch: int) -> tuple[Any, Any]:
+    """The tiny LLaVAs' tokenizer and processor: images resized to image_size² (no crop), our chat template."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
 
-    out_dir = Path(out_dir)
     tok = build_bpe_tokenizer(
         ["<pad>", "<s>", "</s>", "<image>"], pad_token="<pad>", bos_token="<s>", eos_token="</s>",
         extra_special_tokens={"image_token": "<image>"},
     )  # fmt: skip
-    patch = 8
     image_processor = CLIPImageProcessorPil(
         size={"height": image_size, "width": image_size}, do_center_crop=False,
         crop_size={"height": image_size, "width": image_size},
@@ -60,6 +58,16 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> P
         image_processor=image_processor, tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
         chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
     )  # fmt: skip
+    return tok, processor
+
+
+def build_tiny_llava(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A LLaVA (CLIP vision + Llama text) of ~70k parameters that resizes images to image_size² (no crop)."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    patch = 8
+    tok, processor = _llava_processor(image_size, patch)
     config = LlavaConfig(
         vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=2, image_size=image_size, patch_size=patch, projection_dim=32),
@@ -95,21 +103,10 @@ def build_colour_llava(out_dir: Path, *, seed: int = 0, image_size: int = 96, pa
     """
     import math
 
-    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
 
     out_dir = Path(out_dir)
-    tok = build_bpe_tokenizer(
-        ["<pad>", "<s>", "</s>", "<image>"], pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens={"image_token": "<image>"},
-    )  # fmt: skip
-    image_processor = CLIPImageProcessorPil(
-        size={"height": image_size, "width": image_size}, do_center_crop=False,
-        crop_size={"height": image_size, "width": image_size},
-    )  # fmt: skip
-    processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default",
-        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
-    )  # fmt: skip
+    tok, processor = _llava_processor(image_size, patch)
     pixels = 3 * patch * patch
     width = 2 * pixels + 2  # +x and -x per pixel value, a constant channel, a spare one
     assert 2 * patch * patch <= text_hidden, "one projector unit per pixel and colour"
