@@ -76,17 +76,16 @@ def compose_side_by_side(
     height = max(im.height for im in images)
     sep = separator if separator is not None else max(2, round(height / 60))
     width = sum(im.width for im in images) + sep * (len(images) - 1)
-    canvas = Image.new("RGB", (width, height), PAD)
-    draw = ImageDraw.Draw(canvas)
+    # Start from the separator colour: the images cover the rest, and only short ones need padding.
+    canvas = Image.new("RGB", (width, height), SEPARATOR)
     offsets = []
     x = 0
-    for i, im in enumerate(images):
+    for im in images:
         canvas.paste(im if im.mode == "RGB" else im.convert("RGB"), (x, 0))
+        if im.height < height:
+            canvas.paste(PAD, (x, im.height, x + im.width, height))
         offsets.append((x, 0))
-        x += im.width
-        if i < len(images) - 1:
-            draw.rectangle((x, 0, x + sep - 1, height - 1), fill=SEPARATOR)
-            x += sep
+        x += im.width + sep
     return canvas, offsets
 
 
