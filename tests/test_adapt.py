@@ -11,6 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+# Loaded before any pytester test: pytester drops the modules a test imported when it ends, and
+# transformers' lazy modules (and torch's operator registrations) cannot be imported a second time.
+from peft import PeftModel  # noqa: F401
+from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration  # noqa: F401
+
 from plainsight.adapt import (
     AdaptPlan, apply_adaptation, read_adaptation, run_adapt, split_items, trainable_parameters,
 )  # fmt: skip

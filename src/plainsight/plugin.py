@@ -125,6 +125,7 @@ class PluginState:
         self._all_entries: dict[str, ModelEntry] | None = None
         self._thresholds: Thresholds | None = None
         self._runner: Runner | None = None
+        self._training_items: dict[str, dict[str, frozenset[str]]] | None = None
         self._item_log: report_mod.ItemLog | None = None
         self.baseline_dir = Path(opt("--baseline")) if opt("--baseline") else None
         self.update_baseline_dir = Path(opt("--update-baseline")) if opt("--update-baseline") else None
@@ -167,7 +168,15 @@ class PluginState:
         return self._runner
 
     def training_items(self) -> dict[str, dict[str, frozenset[str]]]:
-        """task → {tuned model of this run → the item ids it was trained on} (held out of the whole run)."""
+        """task → {tuned model of this run → the item ids it was trained on} (held out of the whole run).
+
+        Read once: results.json, which reports the counts, is rewritten after every test.
+        """
+        if self._training_items is None:
+            self._training_items = self._read_training_items()
+        return self._training_items
+
+    def _read_training_items(self) -> dict[str, dict[str, frozenset[str]]]:
         from plainsight.adapt import read_adaptation
 
         found: dict[str, dict[str, frozenset[str]]] = {}

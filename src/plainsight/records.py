@@ -100,20 +100,17 @@ def paired_comparison(vlm: list[Outcome], vision: list[Outcome]) -> dict[str, An
 
 def versus_base(tuned: RoleRun, original: RoleRun, original_blind: RoleRun) -> dict[str, Any]:
     """A tuned model against its original on the same (held-out) items: accuracies, McNemar, blind, attention."""
-    by_id = {o.item_id: o for o in original.outcomes if o.valid}
-    pairs = [(o, by_id[o.item_id]) for o in tuned.outcomes if o.valid and o.item_id in by_id]
-    n = len(pairs)
-    only_tuned = sum(a.correct and not b.correct for a, b in pairs)
-    only_original = sum(b.correct and not a.correct for a, b in pairs)
+    paired = paired_comparison(tuned.outcomes, original.outcomes)  # the original plays the baseline's part
+    n = paired["paired_n"]
     blind_valid = [o for o in original_blind.outcomes if o.valid]
     return {
         "base": original.model,
         "paired_n": n,
-        "base_accuracy": _r(sum(b.correct for _, b in pairs) / n) if n else None,
-        "accuracy": _r(sum(a.correct for a, _ in pairs) / n) if n else None,
-        "only_tuned_correct": only_tuned,
-        "only_base_correct": only_original,
-        "mcnemar_p": _r(mcnemar_exact(only_tuned, only_original)) if n else None,
+        "base_accuracy": paired["vision_accuracy"] if n else None,
+        "accuracy": paired["paired_vlm_accuracy"] if n else None,
+        "only_tuned_correct": paired["only_vlm_correct"],
+        "only_base_correct": paired["only_vision_correct"],
+        "mcnemar_p": paired["mcnemar_p"],
         "base_blind_accuracy": _r(sum(o.correct for o in blind_valid) / len(blind_valid)) if blind_valid else None,
         "base_image_attention": original.info.get("image_attention"),
         "image_attention": tuned.info.get("image_attention"),
