@@ -163,8 +163,6 @@ def test_llava_components_are_disjoint_and_where_transformers_puts_them(tiny_vlm
     ("HuggingFaceTB__SmolVLM-256M-Instruct", "model.connector."),
 ])  # fmt: skip
 def test_other_families_components(folder: str, projector: str):
-    from transformers import AutoModelForImageTextToText
-
     from conftest import hf_config_dir
     from plainsight.models.tiny import shrink_vlm_config
 

@@ -337,3 +337,12 @@ def test_real_processors_move_a_dot_where_plan_says(folder, backend, w, h, fx, f
     row, col = np.unravel_index(np.argmax(raw), raw.shape)
     mx, my = t.map((x, y))
     assert abs(col - mx) <= 1.0 and abs(row - my) <= 1.0, (col, row, mx, my, spec.describe())
+
+
+def test_a_spec_read_with_lists_equals_its_tuple_twin_and_plans_the_same():
+    """Processor configs give sizes as JSON lists; a spec normalises them, so it hashes (plans are cached per spec)."""
+    listed = PreprocessSpec(resize="exact", size=[32, 48], crop=[30, 30], fill=[1, 2, 3])
+    tupled = PreprocessSpec(resize="exact", size=(32, 48), crop=(30, 30), fill=(1, 2, 3))
+    assert listed == tupled and hash(listed) == hash(tupled)
+    assert plan(listed, [100, 60]) == plan(tupled, (100, 60))
+    assert plan(listed, (100, 60)).map((10.0, 20.0)) == pytest.approx(plan(tupled, (100, 60)).map((10.0, 20.0)))

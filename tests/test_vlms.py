@@ -191,3 +191,28 @@ def test_load_vlm_missing_model_is_unavailable_with_the_fix(tmp_path: Path):
     entry = ModelEntry(name="ghost", kind="vlm", source="someorg/not-cached-model", base_dir=tmp_path)
     with pytest.raises(ModelUnavailable, match="huggingface-cli download someorg/not-cached-model"):
         load_vlm(entry)
+
+
+def test_non_finite_logits_reach_the_scores_of_their_row_only():
+    """NaN anywhere in a row's logits makes every letter NaN (it poisons the normaliser), in that row only;
+    a finite row beside it is scored as usual, and +inf on a non-letter token leaves no letter any probability."""
+    vlm = fresh_vlm()
+    reqs = requests(3)
+    clean = vlm.score_letters(reqs)
+    letter_ids = set(clean[0].token_ids.values())
+    other = next(i for i in range(10) if i not in letter_ids)
+
+    def corrupt(module, args, output):
+        output = output.clone()
+        output[0, -1, other] = float("nan")
+        output[2, -1, other] = float("inf")
+        return output
+
+    handle = vlm.model.get_output_embeddings().register_forward_hook(corrupt)
+    try:
+        got = vlm.score_letters(reqs)
+    finally:
+        handle.remove()
+    assert all(np.isnan(v) for v in got[0].logprobs.values())
+    assert got[1].logprobs == pytest.approx(clean[1].logprobs, abs=1e-5)
+    assert all(v == -np.inf for v in got[2].logprobs.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -68,6 +69,9 @@ class PreprocessSpec:
     crop_style: str = "transformers"
 
     def __post_init__(self) -> None:
+        for name in ("size", "crop", "fill"):  # tuples, so a spec is hashable (plans are cached per spec and size)
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"PreprocessSpec.resize is {self.resize!r}; expected one of {RESIZE_MODES}")
         pair = self.resize in ("shortest_longest", "keep_ratio", "exact")
@@ -222,7 +226,11 @@ def _crop_shift(in_len: int, crop_len: int, style: str) -> int:
 
 def plan(spec: PreprocessSpec, size: Size) -> PointTransform:
     """How the processor described by ``spec`` moves the points of an image of ``size`` = (W, H) to its input."""
-    size = _size(size)
+    return _plan(spec, _size(size))
+
+
+@lru_cache(maxsize=256)  # every item of a dataset asks for the same few (spec, size) plans
+def _plan(spec: PreprocessSpec, size: Size) -> PointTransform:
     transform = PointTransform.identity(size)
     if spec.letterbox:
         side = max(size)

@@ -152,6 +152,7 @@ class Runner:
         self.computed = 0
         self._items: dict[str, list[Item]] = {}
         self._item_sets: dict[str, str] = {}  # task → fingerprint of its whole item list (all shards)
+        self._shard_sets: dict[str, str] = {}  # task → fingerprint of this runner's items (the memo key)
         self._runs: dict[tuple[str, str, str, str], RoleRun] = {}
         self._loaded_name: str | None = None
         self._loaded: Any = None
@@ -179,6 +180,7 @@ class Runner:
                 items = kept
             self._item_sets[task_id] = item_set_fingerprint(items)
             self._items[task_id] = shard_items(items, self.options.shard)
+            self._shard_sets[task_id] = item_set_fingerprint(self._items[task_id])
         return self._items[task_id]
 
     # -- answers of an earlier run (--resume) ----------------------------------
@@ -269,7 +271,7 @@ class Runner:
 
     def run(self, task_id: str, model_name: str, role: str) -> RoleRun:
         items = self.items(task_id)
-        key = (task_id, model_name, role, item_set_fingerprint(items))
+        key = (task_id, model_name, role, self._shard_sets[task_id])
         if key not in self._runs:
             started = time.perf_counter()
             if role == ROLE_VISION:

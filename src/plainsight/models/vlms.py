@@ -218,10 +218,12 @@ class HFVLM:
             attention: list = []
             logits = self.answer_logits(chunk, attention=attention)
             attention = attention or [None] * len(chunk)
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            ids = [tokens.ids[letter] for letter in chunk[0].letters]
-            for row, shares in zip(logprobs, attention):
-                values = row[ids].tolist()
+            # log_softmax at the letters' ids only: x_id − logsumexp(x), gathered where the logits are, so
+            # (batch, letters) numbers cross to the host rather than (batch, vocabulary).
+            logits = logits.float()
+            ids = torch.tensor([tokens.ids[letter] for letter in chunk[0].letters], device=logits.device)
+            logprobs = (logits[:, ids] - torch.logsumexp(logits, dim=-1, keepdim=True)).tolist()
+            for values, shares in zip(logprobs, attention):
                 out.append(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids), shares))
         return out
 
