@@ -172,6 +172,6 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
         f"\n{model}, {N_ITEMS} items in {n_blocks} blocks, {REPEATS} repetitions (medians): harness {h:.3f}s, "
         f"bare forwards {forward_only:.3f}s (ratio {ratio_forward_only:.2f}), processor+forwards "
         f"{with_processor:.3f}s (ratio {ratio:.3f}, IQR {ratio_iqr[0]:.3f}-{ratio_iqr[1]:.3f}), "
-        f"{forwards / valid:.2f} forwards per scored item"
+        f"{valid} scored items, {forwards / valid:.2f} forwards per scored item"
     )
     assert forwards == valid == sum(map(len, block_requests)) >= 90  # one forward per scored item (the rest: markers cropped away)
