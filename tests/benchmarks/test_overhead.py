@@ -47,7 +47,7 @@ DATA = REPO / "fixtures" / "data"
 TASK = "low_level_matching"
 N_ITEMS = 120
 MODEL = "tiny-llava"
-REPEATS = 25
+REPEATS = 15
 
 
 def harness(runner: Runner, model: str) -> tuple[float, int, int]:
