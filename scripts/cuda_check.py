@@ -7,8 +7,8 @@
    in that dtype (checked on their parameters), score the embedded low-level items, and none scores NaN.
 2. Memory release: after each model is released, CUDA allocated memory is back to the baseline (±1 MiB)
    before the next loads.
-3. Batching: tiny-llava's letter scores in float32, batched (batch_size 8, left padding) against one item at
-   a time: the largest difference must stay under 1e-3; in bfloat16 the difference and argmax agreement are printed.
+3. Batching: tiny-llava's letter scores in float32, batched (batch_size 8; prompts of four lengths, so rows
+   are left-padded) against one item at a time: the largest difference must stay under 1e-3; in bfloat16 the difference and argmax agreement are printed.
 4. The evals themselves: `pytest evals --device <device> --dtype bfloat16`, exit status and summary line.
 
 Every check prints ``ok`` or ``FAIL`` with its numbers; the exit status is 1 when any failed, 2 without CUDA.
@@ -84,33 +84,45 @@ def check_placement_and_release(check: Checks, entries: dict, device: str, dtype
 
 
 def check_batching(check: Checks, entries: dict, device: str, limit: int) -> None:
-    from plainsight.models.vlms import VLMRequest
-    from plainsight.runner import Runner, RunOptions, vlm_preprocess_spec, vlm_view
     from plainsight.tasks import get_task
 
     task = get_task(TASK)
-    for dtype in ("float32", "bfloat16"):
-        runner = Runner(RunOptions(data_root=DATA, device=device, dtype=dtype, limit=limit), entries)
-        vlm = runner.model("tiny-llava")
-        spec = vlm_preprocess_spec(vlm)
-        requests = []
-        for item in runner.items(TASK):
-            shown, invalid = vlm_view(task.render, item, entries["tiny-llava"].image_mode, spec)
-            if invalid is None:
-                requests.append(VLMRequest(shown, item.prompt, item.choices, item=item))
-        vlm.batch_size = 8
-        batched = vlm.score_letters(requests)
-        vlm.batch_size = 1
-        single = vlm.score_letters(requests)
-        diff = max(abs(b.logprobs[k] - s.logprobs[k]) for b, s in zip(batched, single) for k in b.logprobs)
-        agree = sum(max(b.logprobs, key=b.logprobs.get) == max(s.logprobs, key=s.logprobs.get)
-                    for b, s in zip(batched, single)) / len(requests)  # fmt: skip
-        what = f"{dtype}: batched (8) vs one at a time, {len(requests)} items: max |Δ logprob| {diff:.2e}, argmax agreement {agree:.3f}"
-        if dtype == "float32":
-            check(diff < 1e-3, what)
-        else:
-            print(f"     {what}")
-        runner.release()
+    # TF32 convolutions (cuDNN's default on Ampere and later) would blur an exactness check of padding and batching.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for dtype in ("float32", "bfloat16"):
+            _compare_batched_with_single(check, entries, device, limit, dtype, task)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _compare_batched_with_single(check: Checks, entries: dict, device: str, limit: int, dtype: str, task) -> None:
+    """tiny-llava's letter scores in ``dtype``, batch_size 8 against 1 (float32 must agree to 1e-3)."""
+    from plainsight.models.vlms import VLMRequest
+    from plainsight.runner import Runner, RunOptions, vlm_preprocess_spec, vlm_view
+
+    runner = Runner(RunOptions(data_root=DATA, device=device, dtype=dtype, limit=limit), entries)
+    vlm = runner.model("tiny-llava")
+    spec = vlm_preprocess_spec(vlm)
+    requests = []
+    for k, item in enumerate(runner.items(TASK)):
+        shown, invalid = vlm_view(task.render, item, entries["tiny-llava"].image_mode, spec)
+        if invalid is None:  # prompts of four lengths, so batches are left-padded
+            requests.append(VLMRequest(shown, "Look closely. " * (k % 4) + item.prompt, item.choices, item=item))
+    vlm.batch_size = 8
+    batched = vlm.score_letters(requests)
+    vlm.batch_size = 1
+    single = vlm.score_letters(requests)
+    diff = max(abs(b.logprobs[k] - s.logprobs[k]) for b, s in zip(batched, single) for k in b.logprobs)
+    agree = sum(max(b.logprobs, key=b.logprobs.get) == max(s.logprobs, key=s.logprobs.get)
+                for b, s in zip(batched, single)) / len(requests)  # fmt: skip
+    what = f"{dtype}: batched (8) vs one at a time, {len(requests)} items: max |Δ logprob| {diff:.2e}, argmax agreement {agree:.3f}"
+    if dtype == "float32":
+        check(diff < 1e-3, what)
+    else:
+        print(f"     {what}")
+    runner.release()
 
 
 def main(argv: list[str] | None = None) -> int:
