@@ -180,7 +180,8 @@ class Runner:
                 items = kept
             self._item_sets[task_id] = item_set_fingerprint(items)
             self._items[task_id] = shard_items(items, self.options.shard)
-            self._shard_sets[task_id] = item_set_fingerprint(self._items[task_id])
+            sharded = self.options.shard is not None
+            self._shard_sets[task_id] = item_set_fingerprint(self._items[task_id]) if sharded else self._item_sets[task_id]
         return self._items[task_id]
 
     # -- answers of an earlier run (--resume) ----------------------------------
