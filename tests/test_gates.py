@@ -10,7 +10,7 @@ from plainsight.gates import Thresholds, judge, load_thresholds
 
 def record(**overrides):
     base = {
-        "task": "low_level_matching", "model": "m", "role": "vlm", "n": 100, "n_items": 100, "n_outcomes": 100,
+        "task": "low_level_matching", "model": "m", "role": "vlm", "n": 100, "n_valid": 100, "n_items": 100, "n_outcomes": 100,
         "correct": 60, "accuracy": 0.6, "ci95": [0.50, 0.69], "chance_floor": 0.25, "nan": 0,
         "answer_dist": {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}, "gold_dist": {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25},
         "gap_to_vision": 0.05, "vision_accuracy": 0.65, "paired_vlm_accuracy": 0.6, "paired_n": 100,

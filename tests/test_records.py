@@ -27,15 +27,41 @@ def test_accuracy_ci_distributions_and_tv():
     assert lo < 0.3 < hi
 
 
-def test_abstentions_count_wrong_and_invalid_items_are_excluded():
+def test_abstentions_and_invalid_items_count_wrong_and_valid_figures_stand_beside():
     golds = list("ABCD")
     preds = [None, "B", None, None]
     reasons = ["tie", None, "invalid", "nan"]
     rec = summarize(run("vlm", preds, golds, reasons), choices=CHOICES, n_items=4)
-    assert rec["n"] == 3 and rec["invalid"] == 1 and rec["ties"] == 1 and rec["nan"] == 1
-    assert rec["correct"] == 1 and rec["accuracy"] == pytest.approx(1 / 3, abs=1e-6)
+    assert rec["n"] == 4 and rec["invalid"] == 1 and rec["ties"] == 1 and rec["nan"] == 1
+    assert rec["correct"] == 1 and rec["accuracy"] == pytest.approx(1 / 4)
+    assert rec["n_valid"] == 3 and rec["accuracy_valid"] == pytest.approx(1 / 3, abs=1e-6)
+    # the answer distribution describes the answers given to scored items
     assert rec["answer_dist"]["none"] == pytest.approx(2 / 3, abs=1e-6)
     assert sum(rec["answer_dist"].values()) == pytest.approx(1.0)
+
+
+def test_roles_share_a_denominator_and_the_gap_uses_items_valid_for_both():
+    """An encoder that loses items to its crop is not compared on an easier subset: accuracy is over all
+    items for every role, and the paired gap and McNemar use only the items both scored."""
+    golds = list("ABCDABCD")
+    vision_reasons = [None] * 6 + ["invalid", "invalid"]
+    vision = run("vision", list("ABCDAB") + [None, None], golds, vision_reasons, model="enc")
+    vlm = run("vlm", list("ABCDAAAA"), golds)
+    vis_rec = summarize(vision, choices=CHOICES)
+    assert vis_rec["n"] == 8 and vis_rec["accuracy"] == pytest.approx(6 / 8)
+    assert vis_rec["n_valid"] == 6 and vis_rec["accuracy_valid"] == 1.0
+    rec = summarize(vlm, choices=CHOICES, vision=vision)
+    assert rec["n"] == vis_rec["n"] and rec["accuracy"] == pytest.approx(5 / 8)
+    assert rec["paired_n"] == 6
+    assert rec["vision_accuracy"] == 1.0 and rec["paired_vlm_accuracy"] == pytest.approx(5 / 6, abs=1e-6)
+    assert rec["gap_to_vision"] == pytest.approx(1 / 6, abs=1e-6)
+    assert rec["only_vision_correct"] == 1 and rec["only_vlm_correct"] == 0
+
+
+def test_chance_floor_is_over_every_item():
+    golds = list("AAAB")
+    rec = summarize(run("vision", ["A", None, None, "B"], golds, [None, "invalid", "invalid", None]), choices=("A", "B"))
+    assert rec["chance_floor"] == 0.75  # 3 of 4 golds are A, though only one A item was scored
 
 
 def test_blind_tv_and_paired_comparison():

@@ -32,16 +32,19 @@ def test_each_model_loads_once_and_runs_are_memoised(tmp_path: Path, embedded_da
     assert len(seen) == 12 * 4  # every outcome streamed once
 
 
-def test_side_by_side_view_with_a_centre_crop_marks_items_invalid(tmp_path: Path, embedded_data: Path):
+def test_side_by_side_view_with_a_centre_crop_is_letterboxed_or_invalid(tmp_path: Path, embedded_data: Path):
     from plainsight.geometry import PreprocessSpec
     from plainsight.runner import vlm_view
     from plainsight.tasks import LoadRequest, get_task
 
     task = get_task("low_level_matching")
     item = task.load_items(LoadRequest(embedded_data, limit=1))[0]
-    crop = PreprocessSpec("shortest_edge", 64, crop=(64, 64), source="test crop")
+    crop = PreprocessSpec("shortest_edge", 64, crop=(64, 64), source="test crop", fill=(1, 2, 3))
     shown, invalid = vlm_view(task.render, item, "side_by_side", crop)
-    assert len(shown) == 1 and invalid is not None and "cropped away" in invalid and "test crop" in invalid
+    assert len(shown) == 1 and invalid is None
+    assert shown[0].width == shown[0].height and shown[0].getpixel((0, 0)) == (1, 2, 3)  # padded with the mean
+    shown, invalid = vlm_view(task.render, item, "side_by_side", crop, image_resize="processor")
+    assert len(shown) == 1 and invalid is not None and "only partly visible" in invalid and "image 1 " in invalid and "test crop" in invalid
     shown, invalid = vlm_view(task.render, item, "separate", PreprocessSpec("exact", (32, 32)))
     assert len(shown) == 2 and invalid is None
     blind, _ = vlm_view(task.render, item, "separate", None, blind=True)

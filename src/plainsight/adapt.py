@@ -233,7 +233,7 @@ def _train_requests(vlm: Any, entry: Any, task: Any, items: list[Item]) -> tuple
     spec = vlm_preprocess_spec(vlm)
     requests, golds, invalid = [], [], 0
     for item in items:
-        shown, reason = vlm_view(task.render, item, entry.image_mode, spec)
+        shown, reason = vlm_view(task.render, item, entry.image_mode, spec, image_resize=entry.image_resize)
         if reason:
             invalid += 1
             continue

@@ -80,7 +80,7 @@ def _model_spec(entry):
 
 def cmd_show(args: argparse.Namespace) -> int:
     from plainsight import geometry
-    from plainsight.runner import compose_view
+    from plainsight.runner import vlm_view
 
     task, items = _load_items(args)
     by_id = {it.id: it for it in items}
@@ -95,9 +95,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.model not in entries:
             raise PlainsightError(f"{args.model_config}: no model {args.model!r}; known: {sorted(entries)}")
         entry = entries[args.model]
-        if entry.kind == "vlm":
-            shown, _ = compose_view(shown, entry.image_mode)
         spec = _model_spec(entry)
+        if entry.kind == "vlm":  # composed and letterboxed exactly as the run shows it
+            shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, image_resize=entry.image_resize)
+            if invalid:
+                print(f"invalid for {entry.name}: {invalid}")
         if spec is not None:
             shown = [geometry.apply(spec, im) for im in shown]
     from plainsight.render import image_strip

@@ -113,9 +113,9 @@ def integrity_failures(record: dict[str, Any]) -> list[str]:
         problems.append(f"{record['nan']} item(s) had NaN/inf scores")
     for key in ("answer_dist", "gold_dist"):
         total = sum(record[key].values())
-        if record["n"] and not math.isclose(total, 1.0, abs_tol=1e-5):  # records round to 6 decimals
+        if record["n_valid"] and not math.isclose(total, 1.0, abs_tol=1e-5):  # records round to 6 decimals
             problems.append(f"{key} sums to {total:.6f}, not 1")
-    if record["n"] == 0 and record["n_items"]:
+    if record["n_valid"] == 0 and record["n_items"]:
         problems.append("every item was invalid for this model")
     return problems
 

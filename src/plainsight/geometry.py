@@ -56,6 +56,8 @@ class PreprocessSpec:
     ``crop``: centre crop (height, width), padding with black where the image is smaller;
     ``crop_style`` picks the rounding of odd differences (:data:`CROP_STYLES`).
     ``letterbox``: pad to a centred square with ``fill`` first ((max − w) // 2 left, the rest right).
+    ``fill``: the processor's normalisation mean as 0–255 RGB, the colour any letterbox pads with
+    (LLaVA's ``expand2square``; :func:`letterbox_for`).
     ``source``: where the spec came from (a processor class name, ``timm:<id>``), recorded in reports.
     """
 
@@ -246,6 +248,80 @@ def _plan(spec: PreprocessSpec, size: Size) -> PointTransform:
     return transform
 
 
+def visible_share(spec: PreprocessSpec, size: Size, region: tuple[float, float, float, float] | None = None) -> float:
+    """The share of ``region`` = (x0, y0, x1, y1) of an image of ``size`` that survives the preprocessing.
+
+    ``region`` is in continuous coordinates (pixel edges; the whole image is (0, 0, W, H), the
+    default); 1.0 when nothing of it is cropped away, 0.0 when all of it is.
+    """
+    t = plan(spec, size)
+    x0, y0, x1, y1 = region if region is not None else (0.0, 0.0, float(t.in_size[0]), float(t.in_size[1]))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"empty region {region}")
+    (sx, sy), (ox, oy) = t.scale, t.offset
+    left, right, top, bottom = x0 * sx + ox, x1 * sx + ox, y0 * sy + oy, y1 * sy + oy
+    w, h = t.out_size
+    kept_x = max(0.0, min(right, w) - max(left, 0.0)) / (right - left)
+    kept_y = max(0.0, min(bottom, h) - max(top, 0.0)) / (bottom - top)
+    return _whole(kept_x) * _whole(kept_y)
+
+
+def _whole(share: float) -> float:
+    """Float round-off at an edge (a scale of 336/160) is not a crop."""
+    return 1.0 if share > 1.0 - 1e-9 else share
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """An image of ``size`` pasted at ``offset`` on a ``canvas`` of ``fill`` colour (centred)."""
+
+    size: Size
+    canvas: Size
+    offset: tuple[int, int]
+    fill: tuple[int, int, int]
+
+    def transform(self) -> PointTransform:
+        return PointTransform.translation(*self.offset, self.size, self.canvas)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        if tuple(image.size) != tuple(self.size):
+            raise ValueError(f"letterbox planned for {self.size}, image is {image.size}")
+        canvas = Image.new("RGB", self.canvas, tuple(self.fill))
+        canvas.paste(image.convert("RGB"), self.offset)
+        return canvas
+
+
+def letterbox_for(spec: PreprocessSpec, size: Size) -> Letterbox | None:
+    """The centred padding after which the preprocessing keeps all of an image of ``size``; None when
+    it already does.
+
+    The image is padded with ``spec.fill`` (the processor's mean colour) to the crop's aspect
+    ratio, as LLaVA's ``expand2square`` pads to a square; where the processor also crops a margin
+    of a matching image (resize 256 then crop 224), the canvas grows until that margin is padding.
+    """
+    size = _size(size)
+    if spec.crop is None or visible_share(spec, size) >= 1.0:
+        return None
+    if spec.resize == "none":
+        raise ValueError(f"{spec.describe()}: a crop with no resize cuts a {size[0]}x{size[1]} image however it is padded")
+    ch, cw = int(spec.crop[0]), int(spec.crop[1])
+    w, h = size
+    canvas = (w, max(h, math.ceil(w * ch / cw))) if w * ch >= h * cw else (max(w, math.ceil(h * cw / ch)), h)
+    for _ in range(64):
+        offset = ((canvas[0] - w) // 2, (canvas[1] - h) // 2)
+        region = (float(offset[0]), float(offset[1]), float(offset[0] + w), float(offset[1] + h))
+        if visible_share(spec, canvas, region) >= 1.0:
+            return Letterbox(size, canvas, offset, tuple(int(c) for c in spec.fill))  # type: ignore[arg-type]
+        t = plan(spec, canvas)
+        # Grow by how much the image's mapped extent overshoots the output, plus a pixel for rounding.
+        left, top = offset[0] * t.scale[0] + t.offset[0], offset[1] * t.scale[1] + t.offset[1]
+        right, bottom = left + w * t.scale[0], top + h * t.scale[1]
+        grow = max((right - left) / max(min(right, t.out_size[0]) - max(left, 0.0), 1e-9),
+                   (bottom - top) / max(min(bottom, t.out_size[1]) - max(top, 0.0), 1e-9))  # fmt: skip
+        canvas = (math.ceil(canvas[0] * grow) + 1, math.ceil(canvas[1] * grow) + 1)
+    raise ValueError(f"{spec.describe()}: no letterbox keeps a {w}x{h} image whole")
+
+
 def apply(spec: PreprocessSpec, image: Image.Image) -> Image.Image:
     """The geometric part of the preprocessing in pixel space: the model's input before normalisation.
 
@@ -301,12 +377,12 @@ def spec_from_hf(image_processor: Any) -> PreprocessSpec:
     else:
         raise NotImplementedError(f"{name}: not a transformers 5.x PIL/torchvision image processor")
     own = [m for m in _GEOMETRY_METHODS if getattr(cls, m, None) is not getattr(base, m, None)]
-    letterbox, fill = False, (0, 0, 0)
+    letterbox = False
+    mean = _get(image_processor, "image_mean") or (0.0, 0.0, 0.0)
+    fill = tuple(int(m * 255) for m in mean)  # LLaVA's expand2square colour
     if own == ["_preprocess"] and name.startswith("LlavaImageProcessor"):
         # LLaVA's pad_to_square: centred, (max - w) // 2 left, filled with the mean colour (both backends).
         letterbox = bool(_get(image_processor, "do_pad"))
-        mean = _get(image_processor, "image_mean") or (0.0, 0.0, 0.0)
-        fill = tuple(int(m * 255) for m in mean)  # type: ignore[assignment]
     elif own:
         raise NotImplementedError(f"{name}: its own {', '.join(own)} (dynamic resizing or tiling) is not modelled")
     elif _get(image_processor, "do_pad"):
@@ -371,7 +447,9 @@ def spec_from_timm(data_config: dict, source: str = "timm") -> PreprocessSpec:
     if interpolation not in _TIMM_INTERPOLATION:
         raise ValueError(f"timm data config: interpolation {interpolation!r} is not one of {sorted(_TIMM_INTERPOLATION)}")
     scale_h, scale_w = math.floor(h / crop_pct), math.floor(w / crop_pct)
-    common = dict(crop=(int(h), int(w)), resample=_TIMM_INTERPOLATION[interpolation], source=source, crop_style="torchvision")
+    fill = tuple(int(m * 255) for m in data_config.get("mean") or (0.0, 0.0, 0.0))
+    common = dict(crop=(int(h), int(w)), resample=_TIMM_INTERPOLATION[interpolation], source=source, crop_style="torchvision",
+                  fill=fill)  # fmt: skip
     if crop_mode == "squash":
         return PreprocessSpec("exact", (scale_h, scale_w), **common)  # type: ignore[arg-type]
     if crop_mode != "center":

@@ -29,6 +29,7 @@ from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelUnav
 from plainsight.gates import Thresholds, judge, load_thresholds
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
+from plainsight.protocols import Protocol, get_protocol, task_options_with
 from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, Runner, RunOptions
 
 log = logging.getLogger("plainsight")
@@ -65,6 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--data-source", default=None,
                     help="dataset format to read where a task has several under --data-root, e.g. blink "
                          "(default: each task's first one present; see `plainsight items --help`)")
+    group.addoption("--protocol", default="default", choices=("default", "paper"),
+                    help="paper: Fu et al. 2025's setting (BLINK correspondence and art style where present, CV-Bench "
+                         "depth, MOCHI 3-image trials, letter scoring, side by side, letterbox); default: each task's "
+                         "first format present, VLM settings from models.toml")  # fmt: skip
     group.addoption("--task-option", action="append", default=[], metavar="TASK.NAME=VALUE",
                     help="a task's own option, repeatable, e.g. object_3d.n_objects=4 (MOCHI's 4-image trials)")
     group.addoption("--probe-recipe", default="auto", choices=("auto", "full", "small"),
@@ -102,6 +107,10 @@ class PluginState:
         data_root = opt("--data-root")
         if data_root is not None and not Path(data_root).is_dir():
             raise pytest.UsageError(f"--data-root {data_root}: no such folder")
+        self.protocol = get_protocol(opt("--protocol"))
+        if self.protocol.scoring and opt("--scoring") not in (None, self.protocol.scoring):
+            raise pytest.UsageError(f"--scoring {opt('--scoring')} contradicts --protocol {self.protocol.name} "
+                                    f"(scoring {self.protocol.scoring})")  # fmt: skip
         self.options = RunOptions(
             data_root=Path(data_root).resolve() if data_root else None,
             source=_checked_source(opt("--data-source")),
@@ -112,8 +121,9 @@ class PluginState:
             scoring=opt("--scoring"),
             probe_recipe=opt("--probe-recipe"),
             cache_dir=Path(opt("--cache-dir") or root / ".plainsight-cache"),
-            task_options=_checked_task_options(opt("--task-option")),
+            task_options=_checked_task_options(opt("--task-option"), self.protocol),
             shard=_checked_shard(opt("--shard")),
+            protocol=self.protocol.name,
         )
         self.resume = bool(opt("--resume"))
         self.task_filter = [t.strip() for t in (opt("--tasks") or "").split(",") if t.strip()]
@@ -135,7 +145,8 @@ class PluginState:
     @property
     def all_entries(self) -> dict[str, ModelEntry]:
         if self._all_entries is None:
-            self._all_entries = load_models_toml(self.model_config)
+            entries = load_models_toml(self.model_config)
+            self._all_entries = {name: self.protocol.vlm_entry(entry) for name, entry in entries.items()}
         return self._all_entries
 
     @property
@@ -214,11 +225,11 @@ def _checked_shard(value: str | None) -> tuple[int, int] | None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _checked_task_options(values: list[str]) -> dict[str, dict[str, str]]:
+def _checked_task_options(values: list[str], protocol: Protocol) -> dict[str, dict[str, str]]:
     from plainsight.tasks import all_tasks, parse_task_options
 
     try:
-        return parse_task_options(values, all_tasks())
+        return task_options_with(protocol, parse_task_options(values, all_tasks()))
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -470,18 +481,19 @@ class Harness:
         except (DatasetNotFound, ModelUnavailable, ConfigError) as exc:
             self._skip(case, f"no layer-wise probe for {case.model}: {exc}")
         best = max(series, key=lambda p: (p["accuracy"] or 0.0, -p["layer"]))
-        n, correct = best["n"], best["correct"]
+        n, n_valid, correct = best["n"], best["n_valid"], best["correct"]
         lo, hi = wilson_interval(correct, n)
         record = _skip_record(case.task, case.model, ROLE_PROBE, "")
         record.update(smoke=self.state.all_entries[case.model].smoke)
         record.update(
-            n=n, n_items=len(items), correct=correct, accuracy=best["accuracy"], chance=1 / len(_choices(items)),
+            n=n, n_items=len(items), correct=correct, accuracy=best["accuracy"], n_valid=n_valid,
+            accuracy_valid=best["accuracy_valid"], chance=1 / len(_choices(items)),
             ci95=[round(lo, 6), round(hi, 6)], best_layer=best["layer"], layer_series=series,
-            invalid=len(items) - n, verdict="pass" if n else "fail",
-            reason=f"best point: {best['point']}" if n else "every item was invalid for this model",
+            invalid=n - n_valid, verdict="pass" if n_valid else "fail",
+            reason=f"best point: {best['point']}" if n_valid else "every item was invalid for this model",
         )  # fmt: skip
         self._attach([record])
-        if not n:
+        if not n_valid:
             pytest.fail(record["reason"], pytrace=False)
         return record
 
@@ -554,8 +566,8 @@ def _choices(items: list[Any]) -> tuple[str, ...]:
 def _skip_record(task: str, model: str, role: str, reason: str) -> dict[str, Any]:
     return {
         "task": task, "model": model, "role": role, "n": 0, "n_items": 0, "correct": 0, "accuracy": None,
-        "chance": None, "chance_floor": None, "ci95": [None, None], "answer_dist": {}, "gold_dist": {},
-        "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None, "parse_failures": 0, "ties": 0,
+        "n_valid": 0, "accuracy_valid": None, "chance": None, "chance_floor": None, "ci95": [None, None],
+        "answer_dist": {}, "gold_dist": {}, "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None, "parse_failures": 0, "ties": 0,
         "invalid": 0, "paired_with": None, "verdict": "skip", "reason": reason,
     }  # fmt: skip
 
@@ -610,6 +622,8 @@ class ReportWriter:
             options={
                 "data_root": str(state.options.data_root) if state.options.data_root else "embedded",
                 "data_source": state.options.source,
+                "protocol": state.protocol.name,
+                "data_sources": _data_sources(state.records),
                 "task_options": state.options.task_options,
                 "limit": state.options.limit,
                 "device": state.options.device,
@@ -639,6 +653,11 @@ class ReportWriter:
         terminalreporter.write_line(
             f"report: {self.state.report_dir / 'report.html'} (.md)  results: {self.state.report_dir / 'results.json'}"
         )
+
+
+def _data_sources(records: list[dict[str, Any]]) -> dict[str, str]:
+    """task → the format its items were read from (a protocol prefers some; a task falls back when one is absent)."""
+    return {r["task"]: r["data_source"] for r in sorted(records, key=lambda r: r["task"]) if r.get("data_source")}
 
 
 def _fingerprints(state: PluginState) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 One forward per item with hidden states; the image tokens of each image are mapped back to
 its patch grid, and the readout runs per layer. Point 0 is the pre-LLM state (the projector
 output placed in the input embeddings), points 1..L the LLM layers. Supported grids: the
-LLaVA family's fixed square grid; other families raise ConfigError (skip with the reason).
+LLaVA family's fixed square grid, and VLMs that map their own states back (``layer_features``:
+Prismatic, whose one image per prompt is the item's images side by side); other families raise
+ConfigError (skip with the reason).
 """
 
 from __future__ import annotations
@@ -46,29 +48,36 @@ def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tenso
 
 
 def layer_series(vlm: HFVLM, task: Any, items: list[Item]) -> list[dict[str, Any]]:
-    """Per layer: n, correct, accuracy of the readout on clean images (exact coordinates)."""
+    """Per layer: n, n_valid, correct, accuracy (and on valid items) of the readout on clean images (exact coordinates)."""
     readout = READOUTS[task.readout]
-    spec = geometry.spec_from_hf(vlm.processor.image_processor)
+    own = getattr(vlm, "layer_features", None)  # a VLM with its own image-token layout (Prismatic)
+    spec = vlm.preprocess_spec if own is not None else geometry.spec_from_hf(vlm.processor.image_processor)
     correct: list[int] = []
     n = 0
     for item in items:
         images = item.load_images()
-        transforms = [geometry.plan(spec, im.size) for im in images]
-        states = image_token_states(vlm, VLMRequest(images, item.prompt, item.choices))
+        request = VLMRequest(images, item.prompt, item.choices)
+        if own is not None:
+            per_layer = own(request)
+        else:
+            transforms = [geometry.plan(spec, im.size) for im in images]
+            per_layer = [[Features(grid, grid.mean(dim=(1, 2)), t) for grid, t in zip(grids, transforms)]
+                         for grids in image_token_states(vlm, request)]  # fmt: skip
         if not correct:
-            correct = [0] * len(states)
+            correct = [0] * len(per_layer)
         valid = True
-        for layer, grids in enumerate(states):
-            feats = [Features(grid, grid.mean(dim=(1, 2)), t) for grid, t in zip(grids, transforms)]
+        for layer, feats in enumerate(per_layer):
             result = readout(_Named(vlm.name, spec), item, feats)
             if result.scores is None:
                 valid = False
                 break
             correct[layer] += choose(result.scores, item.choices).letter == item.gold
         n += valid
+    # Like every record: accuracy over all items (an invalid one counts wrong), the scored ones beside it.
     return [
-        {"layer": i, "point": "pre-LLM" if i == 0 else f"LLM layer {i}", "n": n, "correct": c,
-         "accuracy": round(c / n, 6) if n else None}
+        {"layer": i, "point": "pre-LLM" if i == 0 else f"LLM layer {i}", "n": len(items), "n_valid": n,
+         "correct": c, "accuracy": round(c / len(items), 6) if items else None,
+         "accuracy_valid": round(c / n, 6) if n else None}
         for i, c in enumerate(correct)
     ]  # fmt: skip
 

@@ -2,7 +2,8 @@
 
 Every number here is re-derivable from items.jsonl: accuracy, Wilson CI, answer and
 gold distributions, TV distances, ties, and the paired comparison with the vision
-baseline (McNemar on the items both scored).
+baseline (McNemar on the items both scored). Accuracy is over every item of the run (an item
+invalid for the model counts wrong); ``n_valid`` and ``accuracy_valid`` give the scored items alone.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ def summarize(
 
     ``n_items`` is how many items the task has; the integrity gate checks every one got an outcome.
     """
+    # Every item counts: an item invalid for this model (cropped, unreadable markers) is counted wrong, so
+    # all roles of a task are measured on the same items; n_valid / accuracy_valid say what was scored.
     valid = [o for o in run.outcomes if o.valid]
-    n = len(valid)
+    n, n_valid = len(run.outcomes), len(valid)
     correct = sum(o.correct for o in valid)
     golds = [o.gold for o in valid]
-    answer_dist = distribution([o.pred for o in valid], choices)
+    answer_dist = distribution([o.pred for o in valid], choices)  # the answers the model gave (scored items)
     gold_dist = distribution(golds, choices)
     lo, hi = wilson_interval(correct, n)
+    all_golds = [o.gold for o in run.outcomes]
     record: dict[str, Any] = {
         "task": run.task,
         "model": run.model,
@@ -46,8 +50,10 @@ def summarize(
         "n_outcomes": len(run.outcomes),
         "correct": correct,
         "accuracy": _r(correct / n if n else 0.0),
+        "n_valid": n_valid,
+        "accuracy_valid": _r(correct / n_valid) if n_valid else None,
         "chance": _r(1.0 / len(choices)),
-        "chance_floor": _r(chance_floor(golds, len(choices)) if golds else 1.0 / len(choices)),
+        "chance_floor": _r(chance_floor(all_golds, len(choices)) if all_golds else 1.0 / len(choices)),
         "ci95": [_r(lo), _r(hi)],
         "answer_dist": {k: _r(v) for k, v in answer_dist.items()},
         "gold_dist": {k: _r(v) for k, v in gold_dist.items()},
@@ -57,7 +63,7 @@ def summarize(
         "parse_failures": sum(o.reason == "parse_failure" for o in valid),
         "ties": sum(o.reason == "tie" for o in valid),
         "nan": sum(o.reason == "nan" for o in valid),
-        "invalid": len(run.outcomes) - n,
+        "invalid": n - n_valid,
         "invalid_reasons": sorted({o.detail for o in run.outcomes if not o.valid and o.detail})[:5],
         "paired_with": None,
         "smoke": smoke,

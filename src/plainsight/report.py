@@ -284,9 +284,11 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
             out.append(f"- **{r['task']} × {r['model']} ({r['role']}) — {r['verdict']}**: {r.get('reason', '')}")
     out.append("")
     out.append(
-        "Accuracy counts abstentions (ties, NaN, unparseable answers) as wrong; items invalid for a model "
-        "(markers cropped away by its preprocessing) are excluded from its n and counted under `invalid`. "
-        "TV(P, Q) = ½ Σ |P(x) − Q(x)| over answer letters."
+        "Accuracy is over every item of the task and counts abstentions (ties, NaN, unparseable answers) and "
+        "items invalid for a model (an image or marker its preprocessing would crop, unreadable markers) as "
+        "wrong, so all roles are measured on the same items; `invalid` counts the latter, and results.json "
+        "gives `n_valid` and `accuracy_valid` beside them. The gap to vision and McNemar use the items valid "
+        "for both. TV(P, Q) = ½ Σ |P(x) − Q(x)| over the answers to scored items."
     )
     path = report_dir / "report.md"
     atomic_write(path, "\n".join(out) + "\n")

@@ -138,9 +138,11 @@ def render_html(
         task_records = [r for r in records if r["task"] == task]
         parts.append(_task_section(task, anchors[task], task_records, wrong_by_case, item_images, max_failures))
     parts.append(
-        '<p class="note">Accuracy counts abstentions (ties, NaN, unparseable answers) as wrong; items invalid '
-        "for a model (markers cropped away by its preprocessing) are excluded from its n. Whiskers and bands "
-        "are Wilson 95% intervals. TV(P, Q) = ½ Σ |P(x) − Q(x)| over answer letters.</p>"
+        '<p class="note">Accuracy is over every item and counts abstentions (ties, NaN, unparseable answers) '
+        "and items invalid for a model (an image or marker its preprocessing would crop) as wrong, so all "
+        "roles are measured on the same items; the gap to vision and McNemar use the items valid for both. "
+        "Whiskers and bands are Wilson 95% intervals. TV(P, Q) = ½ Σ |P(x) − Q(x)| over the answers to "
+        "scored items.</p>"
     )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

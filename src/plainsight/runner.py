@@ -102,6 +102,7 @@ class RunOptions:
     cache_dir: Path = Path(".plainsight-cache")  # trained probes
     task_options: dict[str, dict[str, str]] = field(default_factory=dict)  # task → {option: value} (--task-option)
     shard: tuple[int, int] | None = None  # (i, n): this runner scores every n-th item from the (i-1)-th (--shard i/n)
+    protocol: str = "default"  # protocols.py: which formats each task prefers (--protocol)
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:
@@ -163,10 +164,13 @@ class Runner:
     # -- items ---------------------------------------------------------------
     def items(self, task_id: str) -> list[Item]:
         if task_id not in self._items:
+            from plainsight.protocols import get_protocol
+
             task = get_task(task_id)
             req = LoadRequest(
                 data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit,
                 source=self.options.source, options=self.options.task_options.get(task_id, {}),
+                prefer=get_protocol(self.options.protocol).sources.get(task_id, ()),
             )
             from plainsight.merge import shard_items
 
@@ -183,6 +187,11 @@ class Runner:
             sharded = self.options.shard is not None
             self._shard_sets[task_id] = item_set_fingerprint(self._items[task_id]) if sharded else self._item_sets[task_id]
         return self._items[task_id]
+
+    def data_source(self, task_id: str) -> str | None:
+        """The format the task's items were read from (``blink``, ``spair``, …), as the loader stamped it."""
+        sources = sorted({str(it.meta.get("source")) for it in self.items(task_id) if it.meta.get("source")})
+        return "+".join(sources) or None
 
     # -- answers of an earlier run (--resume) ----------------------------------
     def answer_key(self, task_id: str, model_name: str, role: str, item: Item) -> str:
@@ -282,6 +291,7 @@ class Runner:
             else:
                 raise ValueError(f"unknown role {role!r}")
             run.item_set = self._item_sets.get(task_id, key[3])
+            run.info["data_source"] = self.data_source(task_id)
             run.seconds = time.perf_counter() - started
             self._runs[key] = run
         return self._runs[key]
@@ -362,8 +372,9 @@ class Runner:
         role = ROLE_BLIND if blind else ROLE_VLM
         scoring = self.options.scoring or entry.scoring
         run = RoleRun(
-            task_id, model_name, role, "", [], info={"image_mode": entry.image_mode, "scoring": scoring, **self.placement}
-        )
+            task_id, model_name, role, "", [],
+            info={"image_mode": entry.image_mode, "image_resize": entry.image_resize, "scoring": scoring, **self.placement},
+        )  # fmt: skip
         spec = vlm_preprocess_spec(vlm)
         run.info["preprocess"] = spec.source if spec else None
         batch_size = max(1, entry.batch_size)
@@ -388,7 +399,8 @@ class Runner:
 
         def view(item: Item) -> tuple[list[Image.Image], str | None]:
             images = None if blind else [self._decoded(im) for im in item.images]
-            return vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images)
+            return vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images,
+                            image_resize=entry.image_resize)  # fmt: skip
 
         # On a GPU, views (decode, markers, composition) are prepared a batch ahead in a second
         # thread, so CPU work overlaps the forward (the GIL is free while kernels run). On the CPU
@@ -442,9 +454,16 @@ def _prefetched(
 
 
 def vlm_preprocess_spec(vlm: Any) -> "geometry.PreprocessSpec | None":
-    """The geometric preprocessing a VLM's image processor applies, when we can model it."""
+    """The geometric preprocessing a VLM applies to its images, when we can model it.
+
+    A VLM that preprocesses by itself (Prismatic) says so with ``preprocess_spec``; otherwise
+    the spec is read from its transformers image processor.
+    """
     from plainsight import geometry
 
+    own = getattr(vlm, "preprocess_spec", None)
+    if own is not None:
+        return own
     processor = getattr(vlm, "processor", None)
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is None:
@@ -471,10 +490,15 @@ def vlm_view(
     *,
     blind: bool = False,
     images: list[Image.Image] | None = None,
+    image_resize: str = "letterbox",
 ) -> tuple[list[Image.Image], str | None]:
     """What the VLM is shown for an item, or the reason the item is invalid for it.
 
-    Markers the model's preprocessing would crop away make the item invalid (never shifted).
+    ``image_resize = "letterbox"`` (default): a shown image that the model's preprocessing would
+    crop is first padded with the processor's mean colour to the crop's aspect ratio (LLaVA's
+    ``expand2square``), so the model sees all of it. ``"processor"``: the processor's own resize
+    and crop, and an item any of whose images (or markers) is cropped, even partly, is invalid,
+    with each image's visible share in the reason — never silently scored on a part.
     Blind runs replace every image by a white one of the same size before composition.
     """
     from plainsight import geometry
@@ -484,14 +508,35 @@ def vlm_view(
     else:
         sources = render_fn(item, images if images is not None else item.load_images())
     shown, offsets = compose_view(sources, image_mode)
-    if spec is not None:
-        for idx, (im, (dx, dy)) in enumerate(zip(item.images, offsets)):
-            target = shown[0] if image_mode == "side_by_side" else shown[idx]
-            transform = geometry.plan(spec, target.size)
-            for label, (x, y) in im.points.items():
-                if not transform.contains((x + dx, y + dy)):
-                    return shown, (
-                        f"marker {label} at ({x:.0f}, {y:.0f}) of image {idx + 1} is cropped away by the "
-                        f"model's preprocessing ({spec.source or 'image processor'})"
-                    )
+    if spec is None:
+        return shown, None
+    shown = list(shown)
+    # Which shown image holds each source image, and where.
+    holders = [0] * len(sources) if image_mode == "side_by_side" else list(range(len(sources)))
+    offsets = list(offsets)
+    if image_resize == "letterbox":
+        for idx, target in enumerate(shown):
+            box = geometry.letterbox_for(spec, target.size)
+            if box is not None:
+                shown[idx] = box.apply(target)
+                offsets = [(dx + box.offset[0], dy + box.offset[1]) if holders[i] == idx else (dx, dy)
+                           for i, (dx, dy) in enumerate(offsets)]  # fmt: skip
+    shares = [
+        geometry.visible_share(spec, shown[holders[i]].size, (dx, dy, dx + im.size[0], dy + im.size[1]))
+        for i, (im, (dx, dy)) in enumerate(zip(sources, offsets))
+    ]
+    if min(shares) < 1.0:
+        visible = ", ".join(f"image {i + 1} {share:.0%}" for i, share in enumerate(shares))
+        return shown, (
+            f"only partly visible after the model's preprocessing ({spec.describe()}): {visible} "
+            f"(image_resize = {image_resize!r}; 'letterbox' keeps every image whole)"
+        )
+    for idx, (im, (dx, dy)) in enumerate(zip(item.images, offsets)):
+        transform = geometry.plan(spec, shown[holders[idx]].size)
+        for label, (x, y) in im.points.items():
+            if not transform.contains((x + dx, y + dy)):
+                return shown, (
+                    f"marker {label} at ({x:.0f}, {y:.0f}) of image {idx + 1} is cropped away by the "
+                    f"model's preprocessing ({spec.source or 'image processor'})"
+                )
     return shown, None

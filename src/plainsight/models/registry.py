@@ -4,10 +4,12 @@ Each table ``[models.<name>]`` is one entry::
 
     [models.dinov2-small]
     kind = "encoder"                 # encoder | vlm
-    source = "facebook/dinov2-small" # HF id, local dir (relative to the toml), "timm:<id>", "pixels", "double:<kind>"
+    source = "facebook/dinov2-small" # HF id, local dir (relative to the toml), "timm:<id>", "pixels", "double:<kind>",
+                                     # "prismatic:<run folder>" (vlm; folder relative to the toml)
     revision = "main"
     feature_layer = -1
     pairs_with = "dinov2-small"      # vlm only: encoder name or "own_tower"
+    image_resize = "letterbox"       # vlm only: pad to the processor's aspect ratio first (default) | "processor"
     smoke = true                     # tiny random weights: integrity gates only
 
 A tuned model (``plainsight adapt``) is the entry of its base plus the adapter folder; it takes
@@ -36,6 +38,8 @@ from plainsight.errors import ConfigError, ModelUnavailable
 KINDS = ("encoder", "vlm")
 SCORING_MODES = ("letters", "generate")
 IMAGE_MODES = ("separate", "side_by_side")
+PRISMATIC = "prismatic:"  # source prefix of a Prismatic run folder (models/prismatic.py)
+IMAGE_RESIZES = ("letterbox", "processor")  # vlm only: pad to the processor's aspect first | the processor alone
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ModelEntry:
     revision: str | None = None
     adapter: str | None = None
     image_mode: str = "separate"
+    image_resize: str = "letterbox"
     feature_layer: int | None = None
     dtype: str = "auto"
     device: str = "auto"
@@ -64,14 +69,17 @@ class ModelEntry:
     @property
     def is_local_path(self) -> bool:
         s = self.source
-        return not (s.startswith(("timm:", "double:")) or s == "pixels") and (
+        return not (s.startswith(("timm:", "double:", PRISMATIC)) or s == "pixels") and (
             s.startswith((".", "/", "~")) or (self.base_dir / s).exists()
         )
 
     def resolved_source(self) -> str:
-        """The source with a relative local path resolved against the toml's folder."""
+        """The source with a relative local path resolved against the toml's folder (``prismatic:<folder>`` too)."""
         if self.is_local_path:
             return str((self.base_dir / Path(self.source).expanduser()).resolve())
+        if self.source.startswith(PRISMATIC):
+            folder = self.source.removeprefix(PRISMATIC)
+            return PRISMATIC + str((self.base_dir / Path(folder).expanduser()).resolve())
         return self.source
 
     def resolved_adapter_dir(self) -> Path | None:
@@ -89,6 +97,8 @@ class ModelEntry:
             "feature_layer": self.feature_layer,
             "options": self.options,
         }
+        if self.kind == "vlm":
+            fields_["image_resize"] = self.image_resize
         if self.adapter_dir is not None:
             from plainsight.adapt import adaptation_fingerprint
 
@@ -146,8 +156,18 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
             raise ConfigError(f"{where}: field 'kind' is {table['kind']!r}; expected one of {KINDS}")
         if table.get("image_mode", "separate") not in IMAGE_MODES:
             raise ConfigError(f"{where}: field 'image_mode' must be one of {IMAGE_MODES}")
+        if table.get("image_resize", "letterbox") not in IMAGE_RESIZES:
+            raise ConfigError(f"{where}: field 'image_resize' must be one of {IMAGE_RESIZES}")
+        if "image_resize" in table and table["kind"] != "vlm":
+            raise ConfigError(f"{where}: field 'image_resize' only applies to kind = 'vlm'")
         if table.get("scoring", "letters") not in SCORING_MODES:
             raise ConfigError(f"{where}: field 'scoring' must be one of {SCORING_MODES}")
+        source = table["source"]
+        if not isinstance(source, str) or not source:
+            raise ConfigError(f"{where}: field 'source' must be a non-empty string")
+        if source.startswith(PRISMATIC) and (table["kind"] != "vlm" or not source.removeprefix(PRISMATIC).strip()):
+            raise ConfigError(f"{where}: field 'source' = {source!r}: prismatic:<run folder> names a vlm's folder "
+                              "(config.json + checkpoints/latest-checkpoint.pt)")  # fmt: skip
         if table.get("pairs_with") and table["kind"] != "vlm":
             raise ConfigError(f"{where}: field 'pairs_with' only applies to kind = 'vlm'")
         entries[name] = ModelEntry(name=name, base_dir=path.parent.resolve(), **table)

@@ -20,7 +20,8 @@ class LoadRequest:
     their usual names, or one dataset folder itself); ``None`` means the
     embedded benchmark in ``fixtures/data``. ``source`` picks one of a task's
     dataset formats (e.g. ``"blink"``) when the folder holds several; ``None`` takes
-    the first found in the task's order. ``options`` are the task's own options
+    the first found in the task's order (``prefer`` puts some first, without requiring
+    them). ``options`` are the task's own options
     (``TaskSpec.options``, e.g. object_3d's ``n_objects``), names already checked.
     """
 
@@ -29,6 +30,7 @@ class LoadRequest:
     limit: int | None = None
     source: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    prefer: tuple[str, ...] = ()  # sources tried first where present (a protocol's), before the task's own order
 
 
 @dataclass(frozen=True)

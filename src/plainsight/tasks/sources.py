@@ -8,6 +8,7 @@ pointing ``--data-root`` at one dataset's folder selects that dataset.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,18 +21,24 @@ SourceLoader = Callable[[Path, LoadRequest], list[Item]]
 
 
 def load_from_sources(task: str, req: LoadRequest, sources: dict[str, SourceLoader]) -> list[Item]:
-    """Items from the requested source, or from the first source present under the data folder."""
+    """Items from the requested source, or from the first source present under the data folder
+    (``req.prefer`` first). Each item's ``meta["source"]`` names the format it was read from."""
     root = req.data_root if req.data_root is not None else embedded_root()
     if req.source in sources:
-        return _limit(sources[req.source](root, req), req)
+        return _limit(_stamped(req.source, sources[req.source](root, req)), req)
     # A source only other tasks have (--data-source blink for a task without BLINK items) leaves the default order.
+    order = [name for name in req.prefer if name in sources] + [name for name in sources if name not in req.prefer]
     missing = []
-    for name, loader in sources.items():
+    for name in order:
         try:
-            return _limit(loader(root, req), req)
+            return _limit(_stamped(name, sources[name](root, req)), req)
         except DatasetNotFound as exc:
             missing.append(f"{name}: {exc}")
     raise DatasetNotFound(f"no dataset for {task} under {root}:\n  " + "\n  ".join(missing))
+
+
+def _stamped(name: str, items: list[Item]) -> list[Item]:
+    return [it if it.meta.get("source") == name else replace(it, meta={**it.meta, "source": name}) for it in items]
 
 
 def blink_source(subtask: str, task: str) -> SourceLoader:
