@@ -10,6 +10,7 @@ each is invalid and says how much of each image it would have seen.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 import re
 
 import numpy as np
@@ -211,3 +212,36 @@ def test_image_resize_is_a_checked_vlm_field_in_the_answer_key(tmp_path):
     toml.write_text('[models.e]\nkind = "encoder"\nsource = "pixels"\nimage_resize = "letterbox"\n')
     with pytest.raises(ConfigError, match="only applies to kind = 'vlm'"):
         load_models_toml(toml)
+
+
+@pytest.fixture(scope="module")
+def llava_15_folder(tmp_path_factory) -> Path:
+    """llava-1.5-7b's real config (dimensions shrunk), tokenizer, template and 336-px CLIP processor, as a model folder."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from plainsight.models.tiny import shrink_vlm_config
+
+    folder = hf_config_dir("llava-hf__llava-1.5-7b-hf")
+    out = tmp_path_factory.mktemp("llava-1.5-shrunk")
+    AutoModelForImageTextToText.from_config(shrink_vlm_config(folder)).save_pretrained(out)
+    AutoProcessor.from_pretrained(folder).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("image_resize", ["letterbox", "processor"])
+def test_a_llava_15_run_scores_every_item_letterboxed_and_none_cropped(image_resize, llava_15_folder, tmp_path,
+                                                                       embedded_data):  # fmt: skip
+    from plainsight.runner import Runner, RunOptions
+
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.llava]\nkind = "vlm"\nsource = "{llava_15_folder}"\nimage_mode = "side_by_side"\n'
+                    f'image_resize = "{image_resize}"\nsmoke = true\n')  # fmt: skip
+    runner = Runner(RunOptions(data_root=embedded_data, limit=3), load_models_toml(toml))
+    for task_id in EMBEDDED_TASKS:
+        run = runner.run(task_id, "llava", "vlm")
+        assert run.info["image_resize"] == image_resize and len(run.outcomes) == 3
+        if image_resize == "letterbox":
+            assert all(o.valid and o.scores is not None for o in run.outcomes)
+        else:
+            assert all(o.reason == "invalid" and "only partly visible" in o.detail for o in run.outcomes)
+    assert runner.model("llava").forward_count == (3 * len(EMBEDDED_TASKS) if image_resize == "letterbox" else 0)
