@@ -12,6 +12,16 @@ Resolution order (later wins): ``[defaults.<role>]`` → ``[tasks.<task>.<role>]
 
 Smoke models (``smoke = true``) get integrity gates only. Integrity gates apply to
 every model: every item has an outcome, distributions sum to 1, no NaN scores.
+
+Other top-level tables: ``[baseline]`` with ``alpha`` (0 < alpha < 1) and ``tolerance``
+(0..1, accuracy points) for ``--baseline``; and ``other_models = ["name", ...]``: models
+of another models.toml that this file may name in ``[models.<name>]`` tables.
+
+The file is checked strictly when loaded (`load_thresholds`): unknown tables and keys,
+values of the wrong type (a bool is not a number) or out of range, and task names that
+are not task ids (``plainsight.tasks.all_tasks()``) raise `ConfigError` naming the file,
+table and key. `check_models` does the same for ``[models.<name>]`` tables that name no
+model of the active models.toml, unless the name is listed in ``other_models``.
 """
 
 from __future__ import annotations
@@ -63,32 +73,105 @@ def load_thresholds(path: Path) -> Thresholds:
     return Thresholds(data=data, path=Path(path))
 
 
+TOP_LEVEL = ("defaults", "tasks", "models", "baseline", "other_models")
+BASELINE_KEYS = ("alpha", "tolerance")
+
+
+def _is_number(value: Any) -> bool:
+    # A TOML bool is a Python bool, and bool is an int: `max_gap_to_vision = true` is not 1.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_in(path: Path, where: str, key: str, value: Any, lo: float, hi: float, *, open_lo: bool = False) -> None:
+    if not _is_number(value):
+        raise ConfigError(f"{path}: {where}: {key} must be a number, not {type(value).__name__} {value!r}")
+    if value > hi or value < lo or (open_lo and value == lo):
+        bracket = "(" if open_lo else "["
+        raise ConfigError(f"{path}: {where}: {key} = {value!r} is out of range {bracket}{lo}, {hi}]")
+
+
 def _validate(data: dict[str, Any], path: Path) -> None:
+    from plainsight.tasks import all_tasks  # lazily: the task modules are heavier than this one
+
+    known_tasks = sorted(all_tasks())
+
     def check(table: dict[str, Any], where: str) -> None:
         for key, value in table.items():
             if isinstance(value, dict):
-                continue
+                raise ConfigError(f"{path}: {where}.{key}: unexpected table; {where} holds only gates {sorted(GATE_KEYS)}")
             if key not in GATE_KEYS:
                 raise ConfigError(f"{path}: {where}: unknown gate {key!r}; known: {sorted(GATE_KEYS)}")
+            if key == "above_chance" and not isinstance(value, bool):
+                raise ConfigError(f"{path}: {where}: above_chance must be true or false, not {value!r}")
+            if key == "min_accuracy" or key == "min_tv_to_blind":
+                _number_in(path, where, key, value, 0.0, 1.0)
+            if key == "max_gap_to_vision":
+                _number_in(path, where, key, value, -1.0, 1.0)
             if key == "expect" and value != "xfail":
-                raise ConfigError(f"{path}: {where}: expect must be \"xfail\"")
+                raise ConfigError(f"{path}: {where}: expect must be \"xfail\", not {value!r}")
+            if key == "reason" and not isinstance(value, str):
+                raise ConfigError(f"{path}: {where}: reason must be a string, not {value!r}")
         if table.get("expect") == "xfail" and not table.get("reason"):
             raise ConfigError(f"{path}: {where}: expect = \"xfail\" needs a reason")
 
-    for role, table in data.get("defaults", {}).items():
+    def table_of(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {where} must be a table, not {type(value).__name__} {value!r}")
+        return value
+
+    def known_task(task: str, where: str) -> None:
+        if task not in known_tasks:
+            raise ConfigError(f"{path}: {where}: unknown task {task!r}; known: {', '.join(known_tasks)}")
+
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{path}: unknown top-level key or table {key!r}; known: {', '.join(TOP_LEVEL)}")
+    for role, table in table_of(data.get("defaults", {}), "[defaults]").items():
         if role not in ROLES:
             raise ConfigError(f"{path}: [defaults.{role}]: role must be one of {ROLES}")
-        check(table, f"[defaults.{role}]")
-    for task, roles in data.get("tasks", {}).items():
-        for role, table in roles.items():
+        check(table_of(table, f"[defaults.{role}]"), f"[defaults.{role}]")
+    for task, roles in table_of(data.get("tasks", {}), "[tasks]").items():
+        known_task(task, f"[tasks.{task}]")
+        for role, table in table_of(roles, f"[tasks.{task}]").items():
             if role not in ROLES:
                 raise ConfigError(f"{path}: [tasks.{task}.{role}]: role must be one of {ROLES}")
-            check(table, f"[tasks.{task}.{role}]")
-    for model, table in data.get("models", {}).items():
-        check(table, f"[models.{model}]")
+            check(table_of(table, f"[tasks.{task}.{role}]"), f"[tasks.{task}.{role}]")
+    for model, table in table_of(data.get("models", {}), "[models]").items():
+        table = table_of(table, f"[models.{model}]")
+        check({k: v for k, v in table.items() if not isinstance(v, dict)}, f"[models.{model}]")
         for task, sub in table.items():
             if isinstance(sub, dict):
+                known_task(task, f"[models.{model}.{task}]")
                 check(sub, f"[models.{model}.{task}]")
+    baseline = table_of(data.get("baseline", {}), "[baseline]")
+    for key, value in baseline.items():
+        if key not in BASELINE_KEYS:
+            raise ConfigError(f"{path}: [baseline]: unknown key {key!r}; known: {', '.join(BASELINE_KEYS)}")
+    if "alpha" in baseline:
+        _number_in(path, "[baseline]", "alpha", baseline["alpha"], 0.0, 1.0, open_lo=True)
+    if "tolerance" in baseline:
+        _number_in(path, "[baseline]", "tolerance", baseline["tolerance"], 0.0, 1.0)
+    others = data.get("other_models", [])
+    if not isinstance(others, list) or not all(isinstance(name, str) for name in others):
+        raise ConfigError(f"{path}: other_models must be a list of model names (strings), not {others!r}")
+
+
+def check_models(thresholds: Thresholds, model_names: Any) -> None:
+    """Raise `ConfigError` if a ``[models.<name>]`` table names no model of the active models.toml.
+
+    Names listed in the file's top-level ``other_models`` are exempt (a thresholds file
+    shared by several model configs).
+    """
+    known = set(model_names)
+    exempt = set(thresholds.data.get("other_models", []))
+    unknown = [name for name in thresholds.data.get("models", {}) if name not in known and name not in exempt]
+    if unknown:
+        tables = ", ".join(f"[models.{name}]" for name in unknown)
+        where = thresholds.path if thresholds.path is not None else "thresholds"
+        raise ConfigError(
+            f"{where}: {tables}: no such model in the model config; known models: {', '.join(sorted(known)) or '(none)'} "
+            f"(list models of another config in a top-level other_models = [...])"
+        )
 
 
 @dataclass
