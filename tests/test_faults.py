@@ -60,3 +60,79 @@ def test_thresholds_naming_unknown_models_are_refused_unless_exempt(tmp_path: Pa
 def test_shipped_thresholds_stay_valid():
     repo = Path(__file__).resolve().parents[1]
     load_thresholds(repo / "fixtures" / "thresholds.toml")
+
+
+# --- text files that are not UTF-8 ------------------------------------------------------
+
+
+def _hpatches_sequence(folder: Path) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for k in (1, 2):
+        Image.new("RGB", (32, 24), (40 * k, 0, 0)).save(folder / f"{k}.png")
+    (folder / "H_1_2").write_text("1 0 0\n0 1 0\n0 0 1\n")
+
+
+def _not_utf8(path: Path, text: bytes = "caf\u00e9".encode("latin-1")) -> int:
+    """Append latin-1 text to ``path``; returns the offset of the first non-UTF-8 byte."""
+    before = path.read_bytes()
+    path.write_bytes(before + text + b"\n")
+    return len(before) + text.index(b"\xe9")
+
+
+def _assert_not_utf8(err: pytest.ExceptionInfo, path: Path, offset: int) -> None:
+    message = str(err.value)
+    assert message.startswith(f"{path}: not UTF-8 text (byte 0xe9 at offset {offset}"), message
+
+
+def test_hpatches_homography_not_utf8_names_the_file(tmp_path: Path):
+    from plainsight.data.hpatches import FOLDER, load_pairs
+    from plainsight.errors import DataError
+
+    _hpatches_sequence(tmp_path / FOLDER / "v_a")
+    bad = tmp_path / FOLDER / "v_a" / "H_1_2"
+    offset = _not_utf8(bad)
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path)
+    _assert_not_utf8(err, bad, offset)
+
+
+def test_cvbench_jsonl_not_utf8_names_the_file(tmp_path: Path):
+    from plainsight.data.cvbench import load_depth
+    from plainsight.errors import DataError
+
+    (tmp_path / "CV-Bench").mkdir()
+    bad = tmp_path / "CV-Bench" / "test_3d.jsonl"
+    bad.write_text('{"idx": 0, "task": "Distance"}\n')
+    offset = _not_utf8(bad, b'{"idx": 1, "task": "Distance", "prompt": "caf\xe9"}')
+    with pytest.raises(DataError) as err:
+        load_depth(tmp_path)
+    _assert_not_utf8(err, bad, offset)
+    assert "line 2" in str(err.value)
+
+
+def test_spair_layout_not_utf8_names_the_file(tmp_path: Path):
+    from native_fixtures import write_spair
+    from plainsight.data.spair import load_pairs
+    from plainsight.errors import DataError
+
+    write_spair(tmp_path)
+    bad = tmp_path / "SPair-71k" / "Layout" / "large" / "test.txt"
+    offset = _not_utf8(bad)
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path, "test")
+    _assert_not_utf8(err, bad, offset)
+
+
+def test_funkpoint_labels_not_utf8_names_the_file(tmp_path: Path):
+    from native_fixtures import write_funkpoint
+    from plainsight.data.funkpoint import load_rows
+    from plainsight.errors import DataError
+
+    write_funkpoint(tmp_path)
+    bad = tmp_path / "FunKPoint" / "labels.csv"
+    offset = _not_utf8(bad, b"images/n0000/0001.jpg,Scoop,n0000,caf\xe9,1")
+    with pytest.raises(DataError) as err:
+        load_rows(tmp_path)
+    _assert_not_utf8(err, bad, offset)

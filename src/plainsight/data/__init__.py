@@ -25,6 +25,30 @@ def find_dataset_folder(data_root: Path, folder: str, marker: str, *, name: str,
     )
 
 
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path`` (``what`` says what it should hold, for the message).
+
+    A missing file or a byte that is not UTF-8 is a DataError naming the file, the byte and where it is.
+    """
+    from plainsight.errors import DataError
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}, line {line}); "
+            f"expected {what} in UTF-8"
+        ) from None
+
+
 def read_parquet_rows(path: Path, required: Sequence[str] = ()) -> list[dict[str, Any]]:
     """A parquet file's rows as dicts; a corrupt file or a missing required column is a DataError naming it."""
     import pyarrow.parquet as pq

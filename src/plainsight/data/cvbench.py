@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import read_parquet_rows
+from plainsight.data import read_parquet_rows, read_text
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
 
@@ -54,7 +54,7 @@ def find_cvbench_file(data_root: Path) -> Path:
 def _rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".jsonl":
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
+        for n, line in enumerate(read_text(path, "CV-Bench JSON lines").splitlines(), start=1):
             if not line.strip():
                 continue
             try:

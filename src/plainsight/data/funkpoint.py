@@ -12,12 +12,13 @@ Keypoints with the same index correspond across images of the same action.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import find_dataset_folder
+from plainsight.data import find_dataset_folder, read_text
 from plainsight.errors import DataError
 
 FOLDER = "FunKPoint"
@@ -74,7 +75,7 @@ def load_rows(data_root: Path, columns: FunKPointColumns = FunKPointColumns()) -
     """Every labels.csv row, keypoints converted to pixels; errors name the file, the line and the column."""
     root = find_funkpoint_root(data_root)
     path = root / LABELS
-    with path.open(newline="") as fh:
+    with io.StringIO(read_text(path, "FunKPoint labels (CSV)"), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in columns.required() if c not in header]

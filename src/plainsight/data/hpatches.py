@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from plainsight.data import read_text
 from plainsight.errors import DataError, DatasetNotFound
 
 FOLDER = "hpatches-sequences-release"
@@ -79,10 +80,7 @@ def _listing(folder: Path, limit: int = 8) -> str:
 
 def read_homography(path: Path) -> np.ndarray:
     """A 3×3 homography from an HPatches ``H_1_k`` file; malformed files raise DataError naming the file."""
-    try:
-        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise DataError(f"{path}: homography file not found") from None
+    rows = [line.split() for line in read_text(path, "homography file").splitlines() if line.strip()]
     if len(rows) != 3 or any(len(r) != 3 for r in rows):
         raise DataError(f"{path}: expected 3 rows of 3 numbers, got {[len(r) for r in rows]}")
     try:

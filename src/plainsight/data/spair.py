@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plainsight.data import read_text
 from plainsight.errors import DataError, DatasetNotFound
 
 FOLDER = "SPair-71k"
@@ -61,7 +62,7 @@ def pair_names(root: Path, split: str) -> list[str]:
         raise DataError(f"SPair split {split!r} is not one of {SPLITS}")
     layout = root / "Layout" / "large" / f"{split}.txt"
     if layout.is_file():
-        return [line.strip() for line in layout.read_text().splitlines() if line.strip()]
+        return [line.strip() for line in read_text(layout, "SPair split list (one pair name a line)").splitlines() if line.strip()]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir():
         raise DatasetNotFound(f"{root}: SPair split {split!r} has neither {layout} nor {folder}/")
@@ -69,11 +70,10 @@ def pair_names(root: Path, split: str) -> list[str]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    text = read_text(path, "SPair JSON annotation")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
