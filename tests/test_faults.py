@@ -136,3 +136,90 @@ def test_funkpoint_labels_not_utf8_names_the_file(tmp_path: Path):
     with pytest.raises(DataError) as err:
         load_rows(tmp_path)
     _assert_not_utf8(err, bad, offset)
+
+
+# --- booleans (and NaN) are not numbers -------------------------------------------------
+
+
+def _spair_pair_file(root: Path) -> Path:
+    return next((root / "SPair-71k" / "PairAnnotation" / "test").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("src_kps", lambda kps: [[True, kps[0][1]], *kps[1:]], "field 'src_kps'[0] must be [x, y] finite numbers"),
+        ("trg_bndbox", lambda box: [5, 5, 90, True], "field 'trg_bndbox' must be [x1, y1, x2, y2] finite numbers"),
+        ("src_imsize", lambda size: [True, size[1], 3], "field 'src_imsize' must be [W, H, C] positive integers"),
+    ],
+)
+def test_spair_pair_bool_is_not_a_coordinate(tmp_path: Path, field, value, message):
+    import json
+
+    from native_fixtures import write_spair
+    from plainsight.data.spair import load_pairs
+    from plainsight.errors import DataError
+
+    write_spair(tmp_path)
+    path = _spair_pair_file(tmp_path)
+    record = json.loads(path.read_text())
+    record[field] = value(record[field])
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path, "test")
+    assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+
+
+def test_spair_image_annotation_bool_is_not_a_coordinate(tmp_path: Path):
+    import json
+
+    from native_fixtures import write_spair
+    from plainsight.data.spair import load_pairs
+    from plainsight.errors import DataError
+
+    write_spair(tmp_path)
+    trg = json.loads(_spair_pair_file(tmp_path).read_text())["trg_imname"]
+    path = tmp_path / "SPair-71k" / "ImageAnnotation" / "cow" / f"{Path(trg).stem}.json"
+    record = json.loads(path.read_text())
+    record["kps"]["0"] = [True, 20.0]
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataError) as err:
+        load_pairs(tmp_path, "test")
+    assert str(err.value).startswith(f"{path}: field 'kps.0'[0] must be [x, y] finite numbers"), str(err.value)
+
+
+def test_cvbench_bbox_bool_is_not_a_coordinate(tmp_path: Path):
+    import json
+
+    from PIL import Image
+
+    from plainsight.data.cvbench import load_depth
+    from plainsight.errors import DataError
+
+    folder = tmp_path / "CV-Bench"
+    (folder / "img").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(folder / "img" / "0.png")
+    row = {"idx": 7, "task": "Depth", "filename": "img/0.png", "choices": ["lamp", "chair"], "answer": "(A)",
+           "prompt": "Which is closer?", "bbox": [[True, 2, 20, 20], [30, 10, 60, 40]]}  # fmt: skip
+    path = folder / "test_3d.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError) as err:
+        load_depth(tmp_path)
+    assert str(err.value).startswith(f"{path} row 0 (idx 7): field 'bbox' entry A must be [x1, y1, x2, y2]"), str(err.value)
+
+
+def test_funkpoint_nan_coordinate_is_refused(tmp_path: Path):
+    from native_fixtures import write_funkpoint
+    from plainsight.data.funkpoint import FunKPointColumns, load_rows
+    from plainsight.errors import DataError
+
+    write_funkpoint(tmp_path)
+    path = tmp_path / "FunKPoint" / "labels.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("p1_x")] = "nan"
+    path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(DataError) as err:  # pixel coordinates: no [0, 1] range check to catch it
+        load_rows(tmp_path, FunKPointColumns(normalized=False))
+    assert str(err.value) == f"{path}:2: column 'p1_x' is not a finite number: 'nan'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +24,11 @@ def find_dataset_folder(data_root: Path, folder: str, marker: str, *, name: str,
     raise DatasetNotFound(
         f"{data_root}: no {name} found; expected {data_root / folder / marker} (or {marker} in this folder) {expect}"
     )
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float from a parsed annotation; a bool is not a number (Python's bool is an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_text(path: Path, what: str) -> str:

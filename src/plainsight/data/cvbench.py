@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import read_parquet_rows, read_text
+from plainsight.data import is_number, read_parquet_rows, read_text
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
 
@@ -93,8 +93,8 @@ def _boxes(value: Any, size: tuple[int, int], where: str) -> dict[str, tuple[flo
         raise DataError(f"{where}: field 'bbox' must hold one [x1, y1, x2, y2] per choice (2), got {value!r}")
     boxes = {}
     for label, box in zip(BOX_LABELS, value):
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(c, (int, float)) for c in box)):
-            raise DataError(f"{where}: field 'bbox' entry {label} must be [x1, y1, x2, y2], got {box!r}")
+        if not (isinstance(box, list) and len(box) == 4 and all(is_number(c) for c in box)):
+            raise DataError(f"{where}: field 'bbox' entry {label} must be [x1, y1, x2, y2] finite numbers, got {box!r}")
         x1, y1, x2, y2 = (float(c) for c in box)
         if not (x1 < x2 and y1 < y2):
             raise DataError(f"{where}: field 'bbox' entry {label} is empty or inverted: {box!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,8 @@ def load_rows(data_root: Path, columns: FunKPointColumns = FunKPointColumns()) -
                         value = float(record[name])
                     except (TypeError, ValueError):
                         raise DataError(f"{where}: column {name!r} is not a number: {record[name]!r}") from None
+                    if not math.isfinite(value):
+                        raise DataError(f"{where}: column {name!r} is not a finite number: {record[name]!r}")
                     if columns.normalized and not 0.0 <= value <= 1.0:
                         raise DataError(f"{where}: column {name!r} = {value} is outside [0, 1] (normalised coordinates)")
                     xy.append(value * extent if columns.normalized else value)

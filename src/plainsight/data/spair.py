@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plainsight.data import read_text
+from plainsight.data import is_number, read_text
 from plainsight.errors import DataError, DatasetNotFound
 
 FOLDER = "SPair-71k"
@@ -85,21 +85,21 @@ def _points(path: Path, key: str, value: Any) -> list[Point]:
         raise DataError(f"{path}: field {key!r} must be a list of [x, y], got {type(value).__name__}")
     out = []
     for i, p in enumerate(value):
-        if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(c, (int, float)) for c in p)):
-            raise DataError(f"{path}: field {key!r}[{i}] must be [x, y] numbers, got {p!r}")
+        if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(is_number(c) for c in p)):
+            raise DataError(f"{path}: field {key!r}[{i}] must be [x, y] finite numbers (true/false are not numbers), got {p!r}")
         out.append((float(p[0]), float(p[1])))
     return out
 
 
 def _size(path: Path, key: str, value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(c, int) and c > 0 for c in value[:2])):
+    if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value[:2])):
         raise DataError(f"{path}: field {key!r} must be [W, H, C] positive integers, got {value!r}")
     return int(value[0]), int(value[1])
 
 
 def _box(path: Path, key: str, value: Any) -> tuple[float, float, float, float]:
-    if not (isinstance(value, list) and len(value) == 4 and all(isinstance(c, (int, float)) for c in value)):
-        raise DataError(f"{path}: field {key!r} must be [x1, y1, x2, y2], got {value!r}")
+    if not (isinstance(value, list) and len(value) == 4 and all(is_number(c) for c in value)):
+        raise DataError(f"{path}: field {key!r} must be [x1, y1, x2, y2] finite numbers, got {value!r}")
     x1, y1, x2, y2 = (float(c) for c in value)
     if x2 < x1 or y2 < y1:
         raise DataError(f"{path}: field {key!r} has x2 < x1 or y2 < y1: {value!r}")
