@@ -223,3 +223,27 @@ def test_funkpoint_nan_coordinate_is_refused(tmp_path: Path):
     with pytest.raises(DataError) as err:  # pixel coordinates: no [0, 1] range check to catch it
         load_rows(tmp_path, FunKPointColumns(normalized=False))
     assert str(err.value) == f"{path}:2: column 'p1_x' is not a finite number: 'nan'"
+
+
+# --- a BLINK parquet whose image column was renamed --------------------------------------
+
+
+@pytest.mark.parametrize("column", ["image_1", "image_2"])
+def test_blink_renamed_image_column_names_missing_and_present_columns(tmp_path: Path, column: str):
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from native_fixtures import blink_row, write_blink
+    from plainsight.data.blink import load_correspondence_items
+    from plainsight.errors import DataError
+
+    row = blink_row("val_Semantic_Correspondence_1", [Image.new("RGB", (32, 24)), Image.new("RGB", (32, 24))], "(A)")
+    path = write_blink(tmp_path, "Semantic_Correspondence", [row])
+    table = pq.read_table(path)
+    renamed = column.replace("_", "")
+    pq.write_table(table.rename_columns([renamed if c == column else c for c in table.column_names]), path)
+    with pytest.raises(DataError) as err:
+        load_correspondence_items(tmp_path, "Semantic_Correspondence", task="semantic_correspondence")
+    message = str(err.value)
+    assert message.startswith(f"{path}: missing column(s) {column}; it has "), message
+    assert renamed in message and "choices" in message

@@ -28,7 +28,7 @@ from plainsight.items import LETTERS, Item, ItemImage
 FOLDER = "BLINK"
 SPLIT = "val"
 IMAGE_COLUMNS = ("image_1", "image_2", "image_3", "image_4")
-REQUIRED = ("idx", "image_1", "choices", "answer", "prompt")
+REQUIRED = ("idx", *IMAGE_COLUMNS, "choices", "answer", "prompt")  # the release has all four image columns (null when unused)
 ANSWER = re.compile(r"^\(([A-Z])\)$")
 UNRECOVERED = "unrecovered_markers"  # meta key: why an item's marker coordinates are unknown
 
