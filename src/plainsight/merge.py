@@ -23,7 +23,7 @@ SHARD_KEY = "shard"
 # Record fields that summarize() derives from outcomes; everything else a shard record holds
 # came from the run's info (readout, device, dtype, preprocess, image mode, scoring, probe…).
 DERIVED = {
-    "n", "n_items", "n_outcomes", "correct", "accuracy", "chance", "chance_floor", "ci95", "answer_dist",
+    "n", "n_items", "n_outcomes", "correct", "accuracy", "n_valid", "accuracy_valid", "chance", "chance_floor", "ci95", "answer_dist",
     "gold_dist", "tv_to_gold", "tv_to_blind", "blind_accuracy", "blind_answer_dist", "parse_failures", "ties",
     "nan", "invalid", "invalid_reasons", "paired_with", "smoke", "item_set", "seconds", "paired_n",
     "vision_accuracy", "paired_vlm_accuracy", "gap_to_vision", "only_vision_correct", "only_vlm_correct",
