@@ -4,7 +4,8 @@ taken exactly where the VLM takes them for its projector (layer and CLS handling
 With ``pairs_with = "own_tower"`` the VLM and its vision baseline differ only in the language part.
 The tower is lent by the loaded VLM (no second load). Supported: the LLaVA family's
 ``vision_tower`` → ``multi_modal_projector`` path (``vision_feature_layer``,
-``vision_feature_select_strategy``).
+``vision_feature_select_strategy``), and any VLM that lends its own tower with
+``own_tower(name)`` (Prismatic: :class:`plainsight.models.prismatic.PrismaticOwnTower`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ SUPPORTED = ("llava",)
 
 
 class OwnTowerEncoder:
+    def __new__(cls, vlm: Any, name: str | None = None) -> Any:
+        lend = getattr(vlm, "own_tower", None)
+        if lend is not None:  # the VLM knows where its projector reads (Prismatic): its own encoder object
+            return lend(name)
+        return super().__new__(cls)
+
     def __init__(self, vlm: Any, name: str | None = None):
         model = vlm.model
         config = model.config

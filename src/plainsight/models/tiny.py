@@ -238,3 +238,100 @@ def shrink_config_from_hf_configs(folder: Path) -> tuple[Any, Any]:
     else:
         config = shrink_vlm_config(folder)
     return config, AutoProcessor.from_pretrained(folder)
+
+
+# Tiny Prismatic checkpoints: the real backbone ids (so timm's data config, Prismatic's transforms and the
+# loader's id tables are the real ones) with the ViT shrunk through timm keyword arguments.
+PRISMATIC_TINY_BACKBONES = {
+    "dinov2": "dinov2-vit-l", "in1k": "in1k-vit-l", "clip": "clip-vit-l", "siglip": "siglip-vit-so400m",
+    "dinosiglip": "dinosiglip-vit-so-224px",
+}  # fmt: skip
+PRISMATIC_VIT_SHRINK = dict(embed_dim=32, depth=4, num_heads=2)
+PRISMATIC_LLM_SHRINK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=4, max_position_embeddings=4096, rms_norm_eps=1e-5)  # fmt: skip
+
+
+def _write_vicuna_tokenizer(llava_dir: Path, out_dir: Path) -> None:
+    """Vicuna v1.5's tokenizer (the Llama-2 one) from llava-1.5's files, minus the two tokens llava-hf added."""
+    data = json.loads((Path(llava_dir) / "tokenizer.json").read_text())
+    base = ("<unk>", "<s>", "</s>")
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] in base]
+    (out_dir / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    source = json.loads((Path(llava_dir) / "tokenizer_config.json").read_text())
+    config = {
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "clean_up_tokenization_spaces": False, "legacy": False, "model_max_length": 4096, "padding_side": "right",
+        "tokenizer_class": "LlamaTokenizer",
+        "added_tokens_decoder": {k: v for k, v in source["added_tokens_decoder"].items() if v["content"] in base},
+    }  # fmt: skip
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+
+
+def _write_bpe_llama_tokenizer(out_dir: Path) -> None:
+    """A small byte-level BPE standing in for the Llama tokenizer: <unk>/<s>/</s>, BOS prefixed."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = build_bpe_tokenizer(["<unk>", "<s>", "</s>"], bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    bos = tok.convert_tokens_to_ids("<s>")
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                              special_tokens=[("<s>", bos)])  # fmt: skip
+    tok.save_pretrained(out_dir)
+
+
+def build_tiny_prismatic(out_dir: Path, *, seed: int = 0, backbone: str = "dinov2", image_size: int = 112,
+                         llama_tokenizer_dir: Path | None = None, arch_specifier: str | None = None,
+                         image_resize_strategy: str = "letterbox", with_vision_weights: bool = True) -> Path:  # fmt: skip
+    """A Prismatic run folder (config.json, checkpoints/latest-checkpoint.pt) with random tiny weights.
+
+    The backbone is the real Prismatic id (``dinov2`` → ``dinov2-vit-l``: timm's
+    ``vit_large_patch14_reg4_dinov2.lvd142m``) shrunk to 4 blocks of width 32 at ``image_size`` px
+    (``vision_config.json``); the LLM is a 2-layer Llama of width 64 (``llm_config.json``) with
+    Vicuna's tokenizer when ``llama_tokenizer_dir`` (llava-1.5-7b-hf's files) is given, a small BPE
+    otherwise. The checkpoint holds ``projector``, ``llm_backbone`` and (unless
+    ``with_vision_weights=False``) ``vision_backbone`` state dicts under Prismatic's key names.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from plainsight.models import prismatic as pz
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vision_id = PRISMATIC_TINY_BACKBONES[backbone]
+    timm_ids = pz.VISION_BACKBONES[vision_id][1]
+    arch = arch_specifier or ("no-align+fused-gelu-mlp" if len(timm_ids) > 1 else "no-align+gelu-mlp")
+    model = {
+        "model_id": f"tiny-{backbone}-{image_size}px+tiny", "arch_specifier": arch, "vision_backbone_id": vision_id,
+        "llm_backbone_id": "vicuna-v15-7b", "image_resize_strategy": image_resize_strategy, "llm_max_length": 2048,
+    }  # fmt: skip
+    (out_dir / "config.json").write_text(json.dumps({"model": model, "seed": seed}, indent=1, sort_keys=True) + "\n")
+    vision = {"image_size": image_size, "timm_kwargs": {key: PRISMATIC_VIT_SHRINK for key in timm_ids}}
+    (out_dir / pz.VISION_CONFIG).write_text(json.dumps(vision, indent=1, sort_keys=True) + "\n")
+    if llama_tokenizer_dir is not None:
+        _write_vicuna_tokenizer(Path(llama_tokenizer_dir), out_dir)
+    else:
+        _write_bpe_llama_tokenizer(out_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
+    base = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       tie_word_embeddings=False, **PRISMATIC_LLM_SHRINK)  # fmt: skip
+    (out_dir / pz.LLM_CONFIG).write_text(json.dumps(base.to_dict(), indent=1, sort_keys=True) + "\n")
+
+    cfg = pz.read_config(out_dir)
+    llm_config, _ = pz.llm_config_and_tokenizer(cfg)
+    torch.manual_seed(seed)
+    vision_backbone = pz.VisionBackbone({key: pz.create_featurizer(key, cfg) for key in timm_ids})
+    with torch.no_grad():  # DINOv2's LayerScale starts at 1e-5: every block would pass its input through unchanged
+        for name, param in vision_backbone.named_parameters():
+            if name.endswith(("ls1.gamma", "ls2.gamma")):
+                param.fill_(1.0)
+    llm = LlamaForCausalLM(llm_config)
+    width = sum(int(m.embed_dim) for m in vision_backbone.featurizers())
+    projector = pz.Projector(arch, width, int(llm_config.hidden_size))
+    state = {"projector": projector.state_dict(), "llm_backbone": pz.LLMBackbone(llm).state_dict()}
+    if with_vision_weights:
+        state["vision_backbone"] = vision_backbone.state_dict()
+    (out_dir / pz.CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {k: {n: t.detach().clone().contiguous() for n, t in sd.items()} for k, sd in state.items()}},
+               out_dir / pz.CHECKPOINT)  # fmt: skip
+    return out_dir

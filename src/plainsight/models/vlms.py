@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
+from plainsight.errors import ConfigError
 from plainsight.items import Item
 from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
@@ -290,7 +291,8 @@ class _AllowOnly:
 
 
 def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> VLM:
-    """The VLM an entry names: ``double:<kind>`` test doubles, a local folder, or an HF id in the local cache."""
+    """The VLM an entry names: ``double:<kind>`` test doubles, ``prismatic:<folder>``, a local folder, or an HF
+    id in the local cache."""
     from plainsight.models.encoders import torch_dtype
 
     source = entry.resolved_source()
@@ -298,6 +300,12 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
         from plainsight.models.doubles import make_double
 
         return make_double(source.removeprefix("double:"), entry.name, entry.options)
+    if source.startswith("prismatic:"):
+        from plainsight.models.prismatic import load_prismatic
+
+        if entry.attention_diagnostic:
+            raise ConfigError(f"[models.{entry.name}]: the attention diagnostic does not support Prismatic models yet")
+        return load_prismatic(entry, device=device, dtype=torch_dtype(dtype))
     missing = missing_local_folder(entry)
     if missing is not None:
         raise missing
