@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from plainsight.errors import ConfigError
-from plainsight.geometry import PreprocessSpec, apply, letterbox_for, plan, spec_from_hf, visible_share
+from plainsight.geometry import PreprocessSpec, apply, letterbox_for, letterboxed, plan, spec_from_hf, visible_share
 from plainsight.models.registry import load_models_toml
 from plainsight.runner import vlm_view
 from plainsight.tasks import LoadRequest, get_task
@@ -245,3 +245,15 @@ def test_a_llava_15_run_scores_every_item_letterboxed_and_none_cropped(image_res
         else:
             assert all(o.reason == "invalid" and "only partly visible" in o.detail for o in run.outcomes)
     assert runner.model("llava").forward_count == (3 * len(EMBEDDED_TASKS) if image_resize == "letterbox" else 0)
+
+
+def test_letterboxed_is_the_letterbox_and_its_transform():
+    spec = PreprocessSpec("shortest_edge", 64, crop=(64, 64), fill=(7, 7, 7))
+    image = coded(40, 20)
+    shown, transform = letterboxed(spec, image)
+    box = letterbox_for(spec, image.size)
+    assert shown.size == box.canvas == (40, 40) and shown.getpixel((0, 0)) == (7, 7, 7)
+    assert transform == box.transform().then(plan(spec, (40, 40)))
+    square = coded(30, 30)
+    same, plain = letterboxed(spec, square)
+    assert same is square and plain == plan(spec, (30, 30))

@@ -32,12 +32,29 @@ def image():
 
 
 def test_own_tower_features_equal_the_projector_input(llava):
-    tower = OwnTowerEncoder(llava)
+    tower = OwnTowerEncoder(llava, image_resize="processor")
     assert tower.layer == -2 and tower.strategy == "default"  # llava-1.5: second-to-last layer, CLS dropped
     feats = tower.encode([image()])[0]
     expected = projector_inputs(llava, [image()])[0]  # (576, C)
     assert feats.patches.shape[1:] == (24, 24)
     assert torch.allclose(feats.patches.permute(1, 2, 0).reshape(576, -1), expected.float(), atol=1e-5)
+
+
+def test_letterboxed_own_tower_reads_what_the_vlm_reads_of_its_letterboxed_view(llava):
+    """image_resize = "letterbox" (the default): the VLM is shown the image padded to the crop's square, and the
+    tower encodes that same padded image; points map through the padding."""
+    from plainsight.geometry import letterbox_for
+
+    tower = OwnTowerEncoder(llava)
+    box = letterbox_for(tower.spec, image().size)
+    assert box is not None and box.canvas == (260, 260)
+    feats = tower.encode([image()])[0]
+    expected = projector_inputs(llava, [box.apply(image())])[0]
+    assert torch.allclose(feats.patches.permute(1, 2, 0).reshape(576, -1), expected.float(), atol=1e-5)
+    assert not torch.allclose(expected, projector_inputs(llava, [image()])[0], atol=1e-3)
+    # the top-left pixel sits below the top pad: (0, 30) of the 260-px square, scaled by 336/260
+    assert feats.transform.map((0, 0)) == pytest.approx(((0.5) * 336 / 260 - 0.5, (30.5) * 336 / 260 - 0.5))
+    assert feats.transform.contains((259, 199)) and feats.transform.contains((0, 0))
 
 
 @pytest.mark.parametrize("change", ["last_layer", "keep_cls"])

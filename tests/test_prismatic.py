@@ -533,3 +533,27 @@ def test_end_to_end_all_six_tasks_and_the_layer_probe(pytester: pytest.Pytester,
         series = record["layer_series"]
         assert [p["layer"] for p in series] == [0, 1, 2] and series[0]["point"] == "pre-LLM"
         assert all(p["accuracy"] is None or 0 <= p["accuracy"] <= 1 for p in series)
+
+
+def test_show_draws_what_a_prismatic_model_sees(folder: Path, tmp_path: Path):
+    """`plainsight show --model` reads a Prismatic folder's geometry from config.json (letterboxed, 112 px)."""
+    import subprocess
+    import sys
+
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[models.p]\nkind = "vlm"\nsource = "prismatic:{folder}"\nimage_mode = "side_by_side"\n')
+    out = tmp_path / "seen.png"
+    exe = Path(sys.executable).parent / "plainsight"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(exe), "show", "--task", "art_style", "--model", "p", "--model-config", str(toml),
+                           "--out", str(out), _first_art_style_id()], capture_output=True, text=True, cwd=repo,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as seen:
+        assert seen.size == (112, 112)
+
+
+def _first_art_style_id() -> str:
+    from plainsight.tasks import LoadRequest, get_task
+
+    return get_task("art_style").load_items(LoadRequest(None, limit=1))[0].id

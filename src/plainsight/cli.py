@@ -72,6 +72,10 @@ def _model_spec(entry):
         from plainsight.models.encoders import load_encoder
 
         return load_encoder(entry).spec
+    if source.startswith("prismatic:"):
+        from plainsight.models.prismatic import preprocess_spec_of
+
+        return preprocess_spec_of(Path(source.removeprefix("prismatic:")))
     from transformers import AutoImageProcessor
 
     processor = AutoImageProcessor.from_pretrained(source, local_files_only=True, trust_remote_code=entry.trust_remote_code)

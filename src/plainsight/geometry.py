@@ -322,6 +322,15 @@ def letterbox_for(spec: PreprocessSpec, size: Size) -> Letterbox | None:
     raise ValueError(f"{spec.describe()}: no letterbox keeps a {w}x{h} image whole")
 
 
+def letterboxed(spec: PreprocessSpec, image: Image.Image) -> tuple[Image.Image, PointTransform]:
+    """The image padded as :func:`letterbox_for` says (unchanged when nothing would be cropped) and the
+    transform from its own pixels to the model's input."""
+    box = letterbox_for(spec, image.size)
+    if box is None:
+        return image, plan(spec, image.size)
+    return box.apply(image), box.transform().then(plan(spec, box.canvas))
+
+
 def apply(spec: PreprocessSpec, image: Image.Image) -> Image.Image:
     """The geometric part of the preprocessing in pixel space: the model's input before normalisation.
 

@@ -477,7 +477,8 @@ class Harness:
         runner = self.state.runner
         try:
             items = runner.items(case.task)
-            series = layer_series(runner.model(case.model), get_task(case.task), items)
+            image_resize = self.state.all_entries[case.model].image_resize
+            series = layer_series(runner.model(case.model), get_task(case.task), items, image_resize=image_resize)
         except (DatasetNotFound, ModelUnavailable, ConfigError) as exc:
             self._skip(case, f"no layer-wise probe for {case.model}: {exc}")
         best = max(series, key=lambda p: (p["accuracy"] or 0.0, -p["layer"]))

@@ -47,8 +47,11 @@ def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tenso
     return states
 
 
-def layer_series(vlm: HFVLM, task: Any, items: list[Item]) -> list[dict[str, Any]]:
-    """Per layer: n, n_valid, correct, accuracy (and on valid items) of the readout on clean images (exact coordinates)."""
+def layer_series(vlm: HFVLM, task: Any, items: list[Item], *, image_resize: str = "letterbox") -> list[dict[str, Any]]:
+    """Per layer: n, n_valid, correct, accuracy (and on valid items) of the readout on clean images (exact coordinates).
+
+    With ``image_resize = "letterbox"`` each image is padded as the VLM's view pads it (where its processor would crop).
+    """
     readout = READOUTS[task.readout]
     own = getattr(vlm, "layer_features", None)  # a VLM with its own image-token layout (Prismatic)
     spec = vlm.preprocess_spec if own is not None else geometry.spec_from_hf(vlm.processor.image_processor)
@@ -56,13 +59,15 @@ def layer_series(vlm: HFVLM, task: Any, items: list[Item]) -> list[dict[str, Any
     n = 0
     for item in items:
         images = item.load_images()
-        request = VLMRequest(images, item.prompt, item.choices)
         if own is not None:
-            per_layer = own(request)
+            per_layer = own(VLMRequest(images, item.prompt, item.choices))
         else:
-            transforms = [geometry.plan(spec, im.size) for im in images]
+            if image_resize == "letterbox":
+                shown, transforms = map(list, zip(*(geometry.letterboxed(spec, im) for im in images)))
+            else:
+                shown, transforms = images, [geometry.plan(spec, im.size) for im in images]
             per_layer = [[Features(grid, grid.mean(dim=(1, 2)), t) for grid, t in zip(grids, transforms)]
-                         for grids in image_token_states(vlm, request)]  # fmt: skip
+                         for grids in image_token_states(vlm, VLMRequest(shown, item.prompt, item.choices))]  # fmt: skip
         if not correct:
             correct = [0] * len(per_layer)
         valid = True

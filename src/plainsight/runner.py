@@ -256,7 +256,8 @@ class Runner:
         if name.endswith(OWN_TOWER_SUFFIX):
             from plainsight.models.own_tower import OwnTowerEncoder
 
-            return OwnTowerEncoder(self.model(name.removesuffix(OWN_TOWER_SUFFIX)), name)
+            vlm_name = name.removesuffix(OWN_TOWER_SUFFIX)
+            return OwnTowerEncoder(self.model(vlm_name), name, image_resize=self.entries[vlm_name].image_resize)
         return self.model(name)
 
     def release(self) -> None:

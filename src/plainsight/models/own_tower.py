@@ -23,13 +23,13 @@ SUPPORTED = ("llava",)
 
 
 class OwnTowerEncoder:
-    def __new__(cls, vlm: Any, name: str | None = None) -> Any:
+    def __new__(cls, vlm: Any, name: str | None = None, image_resize: str = "letterbox") -> Any:
         lend = getattr(vlm, "own_tower", None)
         if lend is not None:  # the VLM knows where its projector reads (Prismatic): its own encoder object
             return lend(name)
         return super().__new__(cls)
 
-    def __init__(self, vlm: Any, name: str | None = None):
+    def __init__(self, vlm: Any, name: str | None = None, image_resize: str = "letterbox"):
         model = vlm.model
         config = model.config
         if config.model_type not in SUPPORTED:
@@ -45,6 +45,14 @@ class OwnTowerEncoder:
         self.spec = geometry.spec_from_hf(self.image_processor)
         self.patch_size = int(config.vision_config.patch_size)
         self.device, self.dtype, self.batch_size = vlm.device, vlm.dtype, vlm.batch_size
+        self.image_resize = image_resize  # the VLM entry's: the tower sees images as the VLM sees them
+
+    def _shown(self, image: Image.Image) -> tuple[Image.Image, geometry.PointTransform]:
+        """The image as the VLM's view gives it to the processor (letterboxed where it would be cropped), and
+        where its points land in the processor's output."""
+        if self.image_resize == "letterbox":
+            return geometry.letterboxed(self.spec, image)
+        return image, geometry.plan(self.spec, image.size)
 
     def projector_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, tokens, C): what the VLM feeds its projector for these pixels."""
@@ -57,7 +65,8 @@ class OwnTowerEncoder:
     def encode(self, images: list[Image.Image]) -> list[Features]:
         out: list[Features] = []
         for start in range(0, len(images), self.batch_size):
-            batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
+            shown = [self._shown(im.convert("RGB")) for im in images[start : start + self.batch_size]]
+            batch = [im for im, _ in shown]
             pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device, self.dtype)
             tokens = self.projector_input(pixels)
             h_in, w_in = pixels.shape[-2:]
@@ -65,6 +74,6 @@ class OwnTowerEncoder:
             if self.strategy != "default":
                 tokens = tokens[:, 1:]  # the grid is read without CLS even when the VLM keeps it
             grids = tokens.float().reshape(len(batch), gh, gw, -1).permute(0, 3, 1, 2).cpu()
-            for im, grid in zip(batch, grids):
-                out.append(Features(grid, grid.mean(dim=(1, 2)), geometry.plan(self.spec, im.size)))
+            for (_, transform), grid in zip(shown, grids):
+                out.append(Features(grid, grid.mean(dim=(1, 2)), transform))
         return out
