@@ -60,7 +60,9 @@ from PIL import Image
 from plainsight import geometry
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.models.encoders import Features, probe_blocks
-from plainsight.models.vlms import LetterScores, LetterTokens, VLMRequest, _AllowOnly
+from plainsight.models.vlms import (
+    LetterScores, LetterTokens, VLMRequest, _AllowOnly, letter_logprobs, split_letter_tokens,
+)  # fmt: skip
 
 SOURCE_PREFIX = "prismatic:"
 CHECKPOINT = Path("checkpoints") / "latest-checkpoint.pt"
@@ -443,18 +445,7 @@ class PrismaticVLM:
         """The token each letter's answer starts with after "ASSISTANT:" ("▁A" for Llama), as HFVLM finds it."""
         if letters not in self._letter_cache:
             answers = {letter: self._answer_tokens(letter) for letter in letters}
-            forced: list[int] = []  # tokens every letter's answer starts with: teacher-forced
-            while all(len(a) > len(forced) for a in answers.values()):
-                next_tokens = {a[len(forced)] for a in answers.values()}
-                if len(next_tokens) > 1:
-                    break
-                forced.append(next_tokens.pop())
-            if any(len(a) <= len(forced) for a in answers.values()):
-                raise RuntimeError(f"{self.name}: letters {letters} are not told apart by their answer tokens {answers}")
-            ids = {letter: a[len(forced)] for letter, a in answers.items()}
-            if len(set(ids.values())) != len(ids):
-                raise RuntimeError(f"{self.name}: two letters map to the same token: {ids}")
-            self._letter_cache[letters] = LetterTokens(tuple(forced), ids)
+            self._letter_cache[letters] = split_letter_tokens(self.name, answers)
         return self._letter_cache[letters]
 
     # -- images ----------------------------------------------------------------
@@ -531,9 +522,7 @@ class PrismaticVLM:
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
             tokens = self.letter_tokens(chunk[0].letters)
-            logits = self.answer_logits(chunk).float()
-            ids = torch.tensor([tokens.ids[letter] for letter in chunk[0].letters], device=logits.device)
-            logprobs = (logits[:, ids] - torch.logsumexp(logits, dim=-1, keepdim=True)).tolist()
+            logprobs = letter_logprobs(self.answer_logits(chunk), tokens, chunk[0].letters)
             out.extend(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids)) for values in logprobs)
         return out
 

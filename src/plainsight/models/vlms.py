@@ -58,6 +58,31 @@ class LetterTokens:
     ids: dict[str, int]  # the first token that differs, per letter
 
 
+def split_letter_tokens(name: str, answers: dict[str, list[int]]) -> LetterTokens:
+    """From each letter's answer tokens: the prefix they all share (teacher-forced) and the first token that
+    tells them apart (scored). A tokenisation that cannot tell two letters apart is an error."""
+    forced: list[int] = []
+    while all(len(a) > len(forced) for a in answers.values()) and len({a[len(forced)] for a in answers.values()}) == 1:
+        forced.append(next(iter(answers.values()))[len(forced)])
+    if any(len(a) <= len(forced) for a in answers.values()):
+        raise RuntimeError(f"{name}: letters {tuple(answers)} are not told apart by their answer tokens {answers}")
+    ids = {letter: a[len(forced)] for letter, a in answers.items()}
+    if len(set(ids.values())) != len(ids):
+        raise RuntimeError(f"{name}: two letters map to the same token: {ids}")
+    return LetterTokens(tuple(forced), ids)
+
+
+def letter_logprobs(logits: torch.Tensor, tokens: LetterTokens, letters: tuple[str, ...]) -> list[list[float]]:
+    """(B, vocab) answer-position logits → per row, each letter's full-vocabulary log-probability.
+
+    ``x_id − logsumexp(x)`` gathered where the logits are, so (batch × letters) numbers cross to the
+    host rather than (batch × vocabulary).
+    """
+    logits = logits.float()
+    ids = torch.tensor([tokens.ids[letter] for letter in letters], device=logits.device)
+    return (logits[:, ids] - torch.logsumexp(logits, dim=-1, keepdim=True)).tolist()
+
+
 class HFVLM:
     """Any transformers ``AutoModelForImageTextToText`` checkpoint with an ``AutoProcessor`` and chat template."""
 
@@ -135,17 +160,7 @@ class HFVLM:
         """The teacher-forced common prefix and the scored token per letter (cached)."""
         if letters not in self._letter_cache:
             answers = {letter: self._answer_tokens(letter) for letter in letters}
-            forced: list[int] = []
-            position = 0
-            while all(len(a) > position for a in answers.values()) and len({a[position] for a in answers.values()}) == 1:
-                forced.append(next(iter(answers.values()))[position])
-                position += 1
-            if any(len(a) <= position for a in answers.values()):
-                raise RuntimeError(f"{self.name}: letters {letters} are not told apart by their answer tokens {answers}")
-            ids = {letter: a[position] for letter, a in answers.items()}
-            if len(set(ids.values())) != len(ids):
-                raise RuntimeError(f"{self.name}: two letters map to the same token: {ids}")
-            self._letter_cache[letters] = LetterTokens(tuple(forced), ids)
+            self._letter_cache[letters] = split_letter_tokens(self.name, answers)
         return self._letter_cache[letters]
 
     def letter_token_ids(self, letters: tuple[str, ...]) -> dict[str, list[int]]:
@@ -221,9 +236,7 @@ class HFVLM:
             attention = attention or [None] * len(chunk)
             # log_softmax at the letters' ids only: x_id − logsumexp(x), gathered where the logits are, so
             # (batch, letters) numbers cross to the host rather than (batch, vocabulary).
-            logits = logits.float()
-            ids = torch.tensor([tokens.ids[letter] for letter in chunk[0].letters], device=logits.device)
-            logprobs = (logits[:, ids] - torch.logsumexp(logits, dim=-1, keepdim=True)).tolist()
+            logprobs = letter_logprobs(logits, tokens, chunk[0].letters)
             for values, shares in zip(logprobs, attention):
                 out.append(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids), shares))
         return out
