@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from plainsight import report as report_mod
-from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelUnavailable
+from plainsight.report import ReportDirLock
+from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelLoadError, ModelUnavailable
 from plainsight.gates import Thresholds, judge, load_thresholds
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
@@ -35,6 +36,7 @@ from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VL
 log = logging.getLogger("plainsight")
 
 RECORDS_PROPERTY = "plainsight.records"
+CASE_PROPERTY = "plainsight.case"  # [task, model, role] of an eval test's reports: a failure becomes an error record
 ANSWERS_PROPERTY = "plainsight.answers"  # per test: outcomes reused from an earlier run vs computed (--resume)
 ROLE_PROBE = "probe"
 # The parametrized fixtures an eval test asks for, and the role each stands for.
@@ -253,11 +255,6 @@ def pytest_configure(config: pytest.Config) -> None:
     state = PluginState(config)
     config.stash[STATE_KEY] = state
     if not state.is_worker:
-        if state.resume:
-            # What a killed run left in part files joins items.jsonl before anyone reads it.
-            report_mod.consolidate_item_logs(state.report_dir)
-        for stale in state.report_dir.glob("items.part-*.jsonl"):
-            stale.unlink()
         config.pluginmanager.register(ReportWriter(state), "plainsight-report")
 
 
@@ -284,6 +281,18 @@ def xdist_group_for(entry: ModelEntry, entries: dict[str, ModelEntry]) -> str:
     return xdist_group_for(entries[partners[0]], entries) if partners else entry.name
 
 
+def case_of_nodeid(nodeid: str, entries: dict[str, ModelEntry], task_ids: list[str]) -> tuple[str, str] | None:
+    """(task, model) of an eval test from its id ``…[<task>-<model>]`` (an xdist ``@group`` suffix ignored)."""
+    nodeid = nodeid.split("@", 1)[0]
+    if nodeid.endswith("]") and "[" in nodeid:
+        param = nodeid[nodeid.rindex("[") + 1 : -1]
+        for task in sorted(task_ids, key=len, reverse=True):
+            model = param[len(task) + 1 :] if param.startswith(f"{task}-") else None
+            if model in entries:
+                return task, model
+    return None
+
+
 def group_of_nodeid(nodeid: str, entries: dict[str, ModelEntry], task_ids: list[str]) -> str:
     """The xdist group of a test from its id ``…[<task>-<model>]``: the model's group; other tests keep their id.
 
@@ -291,13 +300,8 @@ def group_of_nodeid(nodeid: str, entries: dict[str, ModelEntry], task_ids: list[
     """
     if "@" in nodeid:
         return nodeid.rsplit("@", 1)[-1]
-    if nodeid.endswith("]") and "[" in nodeid:
-        param = nodeid[nodeid.rindex("[") + 1 : -1]
-        for task in sorted(task_ids, key=len, reverse=True):
-            model = param[len(task) + 1 :] if param.startswith(f"{task}-") else None
-            if model in entries:
-                return xdist_group_for(entries[model], entries)
-    return nodeid
+    case = case_of_nodeid(nodeid, entries, task_ids)
+    return xdist_group_for(entries[case[1]], entries) if case else nodeid
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -383,6 +387,16 @@ def _case_of(item: pytest.Item) -> Case | None:
     return next((params[name] for name in CASE_FIXTURES if isinstance(params.get(name), Case)), None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Every report of an eval test names its (task, model, role), so a failure is reported as that pair's."""
+    report = yield
+    case = _case_of(item)
+    if case is not None:
+        report.user_properties.append((CASE_PROPERTY, [case.task, case.model, case.role]))
+    return report
+
+
 @pytest.fixture
 def vision_case(request: pytest.FixtureRequest) -> Case:
     return request.param
@@ -431,7 +445,7 @@ class Harness:
             self._skip(case, f"model {case.model} unavailable: {exc}")
         except DataError as exc:
             pytest.fail(f"{case.task}: {exc}", pytrace=False)
-        except ConfigError as exc:
+        except (ConfigError, ModelLoadError) as exc:
             pytest.fail(str(exc), pytrace=False)
         choices = _choices(items)
         record = summarize(vlm, choices=choices, blind=blind, vision=vision, smoke=entry.smoke, n_items=len(items))
@@ -564,13 +578,27 @@ def _choices(items: list[Any]) -> tuple[str, ...]:
     return items[0].choices if items else ("A", "B", "C", "D")
 
 
-def _skip_record(task: str, model: str, role: str, reason: str) -> dict[str, Any]:
+def _skip_record(task: str, model: str, role: str, reason: str, verdict: str = "skip") -> dict[str, Any]:
     return {
         "task": task, "model": model, "role": role, "n": 0, "n_items": 0, "correct": 0, "accuracy": None,
         "n_valid": 0, "accuracy_valid": None, "chance": None, "chance_floor": None, "ci95": [None, None],
-        "answer_dist": {}, "gold_dist": {}, "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None, "parse_failures": 0, "ties": 0,
-        "invalid": 0, "paired_with": None, "verdict": "skip", "reason": reason,
+        "answer_dist": {}, "gold_dist": {}, "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None,
+        "parse_failures": 0, "ties": 0, "invalid": 0, "paired_with": None, "verdict": verdict, "reason": reason,
     }  # fmt: skip
+
+
+def _error_record(task: str, model: str, role: str, message: str) -> dict[str, Any]:
+    """The record of a pair whose test failed before it had one: ``verdict = "error"`` and the message."""
+    return _skip_record(task, model, role, message, verdict="error")
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    """A failed report's message: the exception's (type and text) or pytest.fail's, one line where it is one."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and crash.message:
+        return crash.message
+    text = str(report.longrepr or "").strip()
+    return text.splitlines()[-1] if text else f"{report.when} failed"
 
 
 @pytest.fixture
@@ -580,22 +608,60 @@ def plainsight(request: pytest.FixtureRequest) -> Harness:
 
 
 class ReportWriter:
-    """Collects records on the process that writes the report (the controller under xdist) and writes it."""
+    """Collects records on the process that writes the report (the controller under xdist) and writes it.
+
+    The report dir is claimed (a file lock, our pid beside it) as soon as eval tests are collected and
+    before any runs, so a second run into the same dir stops with a message instead of mixing files.
+    """
 
     def __init__(self, state: PluginState):
         self.state = state
+        self.lock: ReportDirLock | None = None
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
+    # -- claiming the report dir once evals are collected ------------------------------------
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if any(_case_of(item) is not None for item in session.items):
+            self._claim()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        from plainsight.tasks import all_tasks
+
+        if self.lock is None and any(case_of_nodeid(i, self.state.all_entries, list(all_tasks())) for i in ids):
+            self._claim()
+
+    def _claim(self) -> None:
+        state = self.state
+        if self.lock is not None:
             return
+        self.lock = ReportDirLock(state.report_dir)
+        self.lock.acquire()
+        if state.resume:
+            # What a killed run left in part files joins items.jsonl before anyone reads it.
+            report_mod.consolidate_item_logs(state.report_dir)
+        for stale in state.report_dir.glob("items.part-*.jsonl"):
+            stale.unlink()
+
+    # -- records as tests finish -------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = report.user_properties
+        attached = [rec for name, value in props if name == RECORDS_PROPERTY for rec in value]
         new_records = False
-        for name, value in report.user_properties:
-            if name == RECORDS_PROPERTY:
-                self.state.records.extend(value)
+        if report.when == "call":
+            self.state.records.extend(attached)
+            new_records = bool(attached)
+            for name, value in props:
+                if name == ANSWERS_PROPERTY:
+                    for k, v in value.items():
+                        self.state.answer_counts[k] = self.state.answer_counts.get(k, 0) + v
+        case = next((value for name, value in props if name == CASE_PROPERTY), None)
+        if report.failed and case is not None and report.when in ("setup", "call"):
+            task, model, role = case
+            if not any((r["task"], r["model"], r["role"]) == (task, model, role) for r in attached):
+                # The pair failed before its record was made (bad data, a model that cannot load, a bug):
+                # reported as an error with the message, never left out.
+                self.state.records.append(_error_record(task, model, role, _failure_message(report)))
                 new_records = True
-            elif name == ANSWERS_PROPERTY:
-                for k, v in value.items():
-                    self.state.answer_counts[k] = self.state.answer_counts.get(k, 0) + v
         if new_records:
             # A killed run still leaves a readable report of the tests that finished (writes are atomic).
             self._write(complete=False)
@@ -603,12 +669,22 @@ class ReportWriter:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
         state.close()
-        if not state.records:
-            return
-        report_mod.merge_item_logs(state.report_dir)
-        self._write(complete=True)
+        if self.lock is None:
+            return  # no eval test was collected, or another run holds the report dir: touch nothing
+        try:
+            if state.records:
+                report_mod.merge_item_logs(state.report_dir)
+                # Complete only when the session ran to its end: not on Ctrl-C, -x / --maxfail, or an internal error.
+                interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+                self._write(complete=not (interrupted or session.shouldstop or session.shouldfail))
+                self._write_html()
+        finally:
+            self.lock.release()
+
+    def _write_html(self) -> None:
         from plainsight.report_html import item_images_from_run, load_run, write_html
 
+        state = self.state
         results, items = load_run(state.report_dir)
         write_html(state.report_dir, results, items, item_images=item_images_from_run(results))
         if state.update_baseline_dir is not None:

@@ -46,6 +46,43 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class ReportDirLock:
+    """One run per report dir: a file lock held for the run, with the holder's pid beside it.
+
+    A second run into a locked dir raises pytest.UsageError naming the holder and the fix. The lock
+    is the OS's (fcntl / msvcrt, through filelock): a killed run releases it with its process.
+    """
+
+    LOCK, OWNER = ".plainsight.lock", ".plainsight.owner"
+
+    def __init__(self, report_dir: Path):
+        from filelock import FileLock
+
+        self.report_dir = Path(report_dir)
+        self._lock = FileLock(str(self.report_dir / self.LOCK))
+
+    def acquire(self) -> None:
+        import pytest
+        from filelock import Timeout
+
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            owner = self.report_dir / self.OWNER
+            holder = owner.read_text().strip() if owner.is_file() else "another process"
+            raise pytest.UsageError(
+                f"{self.report_dir} is in use by another plainsight run ({holder}); wait for it, or pass "
+                f"--report-dir DIR to write this run's report elsewhere"
+            ) from None
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        (self.report_dir / self.OWNER).write_text(f"pid {os.getpid()}, started {started}\n")
+
+    def release(self) -> None:
+        (self.report_dir / self.OWNER).unlink(missing_ok=True)
+        self._lock.release()
+
+
 class ItemLog:
     """Append-only per-worker item log: one JSON line per outcome, flushed as it is written."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from plainsight.errors import ConfigError, ModelUnavailable
+from plainsight.errors import ConfigError, ModelLoadError, ModelUnavailable
 
 KINDS = ("encoder", "vlm")
 SCORING_MODES = ("letters", "generate")
@@ -123,6 +123,27 @@ def not_in_hf_cache(entry: ModelEntry, exc: Exception) -> ModelUnavailable:
         f"`huggingface-cli download {entry.source}` where the hub is reachable, or point [models.{entry.name}] "
         f"source at a local folder ({exc.__class__.__name__})"
     )
+
+
+def load_failure(entry: ModelEntry, exc: BaseException) -> ModelLoadError:
+    """The one-line error for a present model that fails to load: the broken weight file(s) where they can be
+    told (a safetensors header that does not parse), else the source, and the cause."""
+    folder = Path(entry.resolved_source().removeprefix(PRISMATIC))
+    broken = [str(p) for p in sorted(folder.rglob("*.safetensors")) if not _safetensors_readable(p)] if folder.is_dir() else []
+    cause = (str(exc).strip().splitlines() or [""])[0]
+    return ModelLoadError(f"[models.{entry.name}] {', '.join(broken) or entry.resolved_source()}: cannot be loaded "
+                          f"({type(exc).__name__}: {cause})")  # fmt: skip
+
+
+def _safetensors_readable(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+        return True
+    except Exception:  # noqa: BLE001 - any failure to read the header means the file is broken
+        return False
 
 
 _FIELD_NAMES = {f.name for f in fields(ModelEntry)} - {"name", "base_dir"}
