@@ -247,3 +247,233 @@ def test_blink_renamed_image_column_names_missing_and_present_columns(tmp_path: 
     message = str(err.value)
     assert message.startswith(f"{path}: missing column(s) {column}; it has "), message
     assert renamed in message and "choices" in message
+
+
+# --- per-item data faults: one bad image costs its items, not the task --------------------
+
+FAULT_TASK = "semantic_correspondence"  # SPair's loader reads sizes from the annotations, not the images
+
+
+def _fault_entries(tmp_path: Path) -> dict:
+    from plainsight.models.registry import ModelEntry
+
+    return {
+        "pixels": ModelEntry("pixels", "encoder", "pixels", base_dir=tmp_path),
+        "oracle": ModelEntry("oracle", "vlm", "double:oracle", pairs_with="pixels", base_dir=tmp_path),
+    }
+
+
+def _spair_copy(tmp_path: Path, embedded_data: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(embedded_data / "SPair-71k", root / "SPair-71k")
+    return root
+
+
+def _items(root: Path, limit: int) -> list:
+    from plainsight.tasks import LoadRequest, get_task
+
+    return get_task(FAULT_TASK).load_items(LoadRequest(data_root=root, limit=limit))
+
+
+def _break_two_files(root: Path, items: list) -> tuple[Path, Path, set[str]]:
+    """Truncate one image file and delete another, each used by some of ``items``; returns them and the ids hit."""
+    truncated = items[0].images[1].root / items[0].images[1].path
+    uses = lambda path: {it.id for it in items if any(im.root / im.path == path for im in it.images)}  # noqa: E731
+    deleted = next(
+        im.root / im.path for it in items for im in it.images
+        if im.root / im.path != truncated and not uses(im.root / im.path) & uses(truncated)
+    )  # fmt: skip
+    hit = uses(truncated) | uses(deleted)
+    assert 0 < len(hit) < len(items) // 2, "the test needs good items beside the bad ones"
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    deleted.unlink()
+    return truncated, deleted, hit
+
+
+def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(tmp_path: Path, embedded_data: Path):
+    from plainsight.gates import judge
+    from plainsight.records import summarize
+    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+
+    root = _spair_copy(tmp_path, embedded_data)
+    limit = 24
+    truncated, deleted, hit = _break_two_files(root, _items(root, limit))
+    seen = []
+    runner = Runner(RunOptions(data_root=root, limit=limit), _fault_entries(tmp_path), sink=lambda *a: seen.append(a))
+    vision = runner.run(FAULT_TASK, "pixels", "vision")  # raised DataError at the first bad file before
+    vlm = runner.run(FAULT_TASK, "oracle", "vlm")
+    blind = runner.run(FAULT_TASK, "oracle", "blind")
+    for run in (vision, vlm, blind):
+        assert len(run.outcomes) == limit
+        faults = {o.item_id: o for o in run.outcomes if o.reason == DATA_ERROR}
+        assert set(faults) == hit, run.role  # blind too: white images, same item set
+        for o in faults.values():
+            assert (str(truncated) in o.detail and "cannot decode" in o.detail) or (
+                str(deleted) in o.detail and "not found" in o.detail
+            ), o.detail
+            assert o.pred is None and not o.valid and not o.correct
+        scored = [o for o in run.outcomes if o.item_id not in hit]
+        assert all(o.valid and o.pred is not None for o in scored), run.role
+    assert all(o.correct for o in vlm.outcomes if o.item_id not in hit)  # the oracle saw every good item
+    # Streamed like any outcome (items.jsonl), with the file in `detail`.
+    lines = [outcome.to_json(task, model, role) for task, model, role, outcome, _ in seen]
+    assert sum(line["reason"] == "data_error" for line in lines) == 3 * len(hit)
+
+    choices = ("A", "B", "C", "D")
+    record = summarize(vlm, choices=choices, blind=blind, vision=vision, n_items=limit)
+    assert record["data_errors"] == len(hit) and record["invalid"] == 0
+    assert record["n_valid"] == limit - len(hit) and record["correct"] == limit - len(hit)
+    assert record["accuracy"] == round((limit - len(hit)) / limit, 6)  # counted wrong
+    assert record["paired_n"] == limit - len(hit)
+    files = record["data_error_files"]
+    assert len(files) == 2 and any(str(truncated) in f for f in files) and any(str(deleted) in f for f in files)
+
+    failed = judge(record, {}, smoke=False)  # max_invalid_share defaults to 0: nothing hidden
+    assert failed.status == "fail" and not failed.checks["integrity"]
+    assert str(truncated) in failed.reason and str(deleted) in failed.reason
+    assert f"{len(hit)} of {limit} item(s)" in failed.reason
+    assert judge(record, {}, smoke=True).status == "fail"  # an integrity gate: smoke models too
+    assert judge(record, {"expect": "xfail", "reason": "known"}, smoke=False).status == "fail"
+    assert judge(record, {"max_invalid_share": 0.5}, smoke=False).status == "pass"
+    vision_record = summarize(vision, choices=choices, n_items=limit)
+    assert vision_record["data_error_files"] == files
+
+
+def test_blind_run_alone_finds_the_same_data_faults(tmp_path: Path, embedded_data: Path):
+    """The blind role shows white images, yet decodes each image once: its faults do not depend on run order."""
+    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+
+    root = _spair_copy(tmp_path, embedded_data)
+    _, _, hit = _break_two_files(root, _items(root, 16))
+    blind = Runner(RunOptions(data_root=root, limit=16), _fault_entries(tmp_path)).run(FAULT_TASK, "oracle", "blind")
+    assert {o.item_id for o in blind.outcomes if o.reason == DATA_ERROR} == hit
+    assert all(o.pred is not None for o in blind.outcomes if o.item_id not in hit)
+
+
+def test_vision_features_of_a_failed_image_are_not_cached_as_a_success(tmp_path: Path, embedded_data: Path):
+    """An image that failed to decode stays a fault for every item using it; the encoder never sees it."""
+    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+
+    root = _spair_copy(tmp_path, embedded_data)
+    items = _items(root, 24)
+    shared = items[0].images[0]  # the source image, used by several pairs
+    path = shared.root / shared.path
+    users = {it.id for it in items if any(im.root / im.path == path for im in it.images)}
+    assert len(users) > 1
+    path.write_bytes(b"not a jpeg")
+    runner = Runner(RunOptions(data_root=root, limit=24), _fault_entries(tmp_path))
+    encoded = []
+    encoder = runner.encoder("pixels")
+    original = encoder.encode
+    encoder.encode = lambda images: (encoded.extend(images), original(images))[1]
+    vision = runner.run(FAULT_TASK, "pixels", "vision")
+    assert {o.item_id for o in vision.outcomes if o.reason == DATA_ERROR} == users
+    assert len(encoded) == len({(im.root, im.path) for it in items if it.id not in users for im in it.images})
+
+
+def test_point_outside_its_image_is_a_data_fault_found_before_the_model(tmp_path: Path, embedded_data: Path):
+    import dataclasses
+
+    from plainsight.items import out_of_image
+    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+
+    runner = Runner(RunOptions(data_root=embedded_data, limit=6), _fault_entries(tmp_path))
+    items = runner.items(FAULT_TASK)
+    target = items[2].images[1]
+    w, h = target.size
+    moved = dict(target.points, B=(w - 0.5, 10.0))  # the first column past the right edge
+    bad_image = dataclasses.replace(target, points=moved)
+    items[2] = dataclasses.replace(items[2], images=(items[2].images[0], bad_image))
+    assert all(out_of_image(it) is None for i, it in enumerate(items) if i != 2)
+    message = out_of_image(items[2])
+    assert message is not None and "point B" in message and "outside the image" in message
+    assert str(target.root / target.path) in message and items[2].id in message
+
+    for role, model in (("vision", "pixels"), ("vlm", "oracle"), ("blind", "oracle")):
+        run = runner.run(FAULT_TASK, model, role)
+        reasons = [o.reason for o in run.outcomes]
+        assert reasons[2] == DATA_ERROR and reasons.count(DATA_ERROR) == 1, role
+        assert run.outcomes[2].detail == message
+
+
+@pytest.mark.parametrize(
+    "points, boxes, fault",
+    [
+        ({"A": (-0.5, 0.0), "B": (31.49, 23.49)}, {}, None),  # the image's continuous extent, both ends
+        ({"A": (-0.51, 0.0)}, {}, "point A (-0.51, 0) lies outside"),
+        ({"A": (3.0, 23.5)}, {}, "point A (3, 23.5) lies outside"),
+        ({"A": (float("nan"), 3.0)}, {}, "point A (nan, 3.0) is not finite"),
+        ({}, {"A": (-3.0, -3.0, 40.0, 30.0)}, None),  # overhanging boxes are clipped by the readouts
+        ({}, {"A": (31.5, 2.0, 40.0, 10.0)}, "box A [31.5, 2.0, 40.0, 10.0] lies outside"),
+        ({}, {"B": (5.0, 9.0, 4.0, 12.0)}, "box B [5.0, 9.0, 4.0, 12.0] is inverted"),
+    ],
+)
+def test_out_of_image_points_and_boxes(points: dict, boxes: dict, fault: str | None):
+    from plainsight.items import Item, ItemImage, out_of_image
+
+    item = Item("x", "depth", (ItemImage("a.png", (32, 24), points, boxes),), ("A", "B"), "A", "?", "p")
+    message = out_of_image(item)
+    if fault is None:
+        assert message is None
+    else:
+        assert message is not None and fault in message and message.startswith("a.png: image 1 of item x"), message
+
+
+def test_max_invalid_share_is_validated_like_the_other_gates(tmp_path: Path):
+    p = tmp_path / "thresholds.toml"
+    for text, message in [
+        ("[defaults.vlm]\nmax_invalid_share = 1.5\n", "[defaults.vlm]: max_invalid_share = 1.5 is out of range [0.0, 1.0]"),
+        ("[models.m]\nmax_invalid_share = true\n", "[models.m]: max_invalid_share must be a number, not bool"),
+        ('[tasks.depth.vision]\nmax_invalid_share = "5%"\n', "[tasks.depth.vision]: max_invalid_share must be a number"),
+    ]:
+        p.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_thresholds(p)
+        assert str(p) in str(err.value) and message in str(err.value), str(err.value)
+    p.write_text("[defaults.vlm]\nmax_invalid_share = 0.02\n[models.m.depth]\nmax_invalid_share = 0\n")
+    thresholds = load_thresholds(p)
+    assert thresholds.for_case("depth", "m", "vlm")["max_invalid_share"] == 0
+    assert thresholds.for_case("art_style", "m", "vlm")["max_invalid_share"] == 0.02
+
+
+def test_data_error_message_names_ten_files_then_how_many_more():
+    from plainsight.gates import judge
+
+    files = [f"/data/img{k:02d}.jpg: image file not found" for k in range(13)]
+    record = {
+        "task": "depth", "model": "m", "role": "vision", "n": 100, "n_valid": 87, "n_items": 100, "n_outcomes": 100,
+        "nan": 0, "answer_dist": {"A": 0.5, "B": 0.5}, "gold_dist": {"A": 0.5, "B": 0.5}, "data_errors": 13,
+        "data_error_files": files, "accuracy": 0.5, "ci95": [0.4, 0.6], "chance_floor": 0.5,
+    }  # fmt: skip
+    verdict = judge(record, {"max_invalid_share": 0.1}, smoke=False)
+    assert verdict.status == "fail"
+    assert "13 of 100 item(s) (13.0%)" in verdict.reason and "max_invalid_share 0.1" in verdict.reason
+    assert all(f in verdict.reason for f in files[:10]) and files[10] not in verdict.reason
+    assert verdict.reason.endswith("; and 3 more")
+    assert judge(record, {"max_invalid_share": 0.13}, smoke=True).status == "pass"  # at the limit: allowed
+
+
+def test_resume_tries_data_faults_again_once_the_file_is_fixed(tmp_path: Path, embedded_data: Path):
+    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+
+    root = _spair_copy(tmp_path, embedded_data)
+    items = _items(root, 12)
+    bad = items[0].images[1].root / items[0].images[1].path
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(good_bytes[:100])
+    rows = {}
+
+    def sink(task, model, role, outcome, key):
+        rows[key] = outcome.to_json(task, model, role)
+
+    first = Runner(RunOptions(data_root=root, limit=12), _fault_entries(tmp_path), sink=sink).run(FAULT_TASK, "oracle", "vlm")
+    hit = {o.item_id for o in first.outcomes if o.reason == DATA_ERROR}
+    assert hit and str(bad) in next(o.detail for o in first.outcomes if o.item_id in hit)
+    bad.write_bytes(good_bytes)
+    resumed = Runner(RunOptions(data_root=root, limit=12), _fault_entries(tmp_path), answers=rows)
+    second = resumed.run(FAULT_TASK, "oracle", "vlm")
+    assert all(o.valid and o.correct for o in second.outcomes)
+    assert resumed.computed == len(hit) and resumed.reused == 12 - len(hit)

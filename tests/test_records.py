@@ -40,6 +40,26 @@ def test_abstentions_and_invalid_items_count_wrong_and_valid_figures_stand_besid
     assert sum(rec["answer_dist"].values()) == pytest.approx(1.0)
 
 
+def test_data_errors_are_counted_apart_from_invalid_items_and_every_file_is_named():
+    golds = list("ABCDABCD")
+    preds = ["A", None, None, "D", None, None, None, None]
+    reasons = [None, "invalid", "data_error", None, "data_error", "data_error", "data_error", "data_error"]
+    details = [None, "cropped", "/d/x.jpg: image file not found"] + [None] + [
+        f"/d/{k}.jpg: cannot decode image (truncated)" for k in range(4)
+    ]
+    outcomes = [Outcome(f"i{k}", g, p, r, None, d) for k, (g, p, r, d) in enumerate(zip(golds, preds, reasons, details))]
+    outcomes.append(Outcome("i8", "A", None, "data_error", None, "/d/x.jpg: image file not found"))  # same file twice
+    rec = summarize(RoleRun("depth", "m", "vision", "set", outcomes), choices=CHOICES, n_items=9)
+    assert rec["n"] == 9 and rec["n_valid"] == 2 and rec["correct"] == 2
+    assert rec["accuracy"] == pytest.approx(2 / 9, abs=1e-6) and rec["accuracy_valid"] == 1.0
+    assert rec["invalid"] == 1 and rec["invalid_reasons"] == ["cropped"]
+    assert rec["data_errors"] == 6
+    assert rec["data_error_files"] == sorted({d for d in details[2:] if d})  # 5 distinct, none dropped
+    assert len(rec["data_error_files"]) == 5
+    clean = summarize(run("vlm", list("AB"), list("AB")), choices=CHOICES)
+    assert clean["data_errors"] == 0 and clean["data_error_files"] == []
+
+
 def test_roles_share_a_denominator_and_the_gap_uses_items_valid_for_both():
     """An encoder that loses items to its crop is not compared on an easier subset: accuracy is over all
     items for every role, and the paired gap and McNemar use only the items both scored."""

@@ -9,9 +9,15 @@ Resolution order (later wins): ``[defaults.<role>]`` → ``[tasks.<task>.<role>]
   items both scored may be at most this.
 - ``min_tv_to_blind`` (float, VLM only): TV(answers, blind answers) at least this.
 - ``expect = "xfail"`` + ``reason``: a known gap; a failing gate is reported as xfail.
+- ``max_invalid_share`` (float in [0, 1], default 0.0): the share of the items that may be
+  data faults (``data_errors / n``: a missing or undecodable image, an annotated size or point
+  or box that does not fit the image) before the record fails. An integrity gate: it applies to
+  smoke models too, and ``expect = "xfail"`` does not excuse it. The default hides nothing; the
+  message names every bad file (the first 10 and how many more).
 
 Smoke models (``smoke = true``) get integrity gates only. Integrity gates apply to
-every model: every item has an outcome, distributions sum to 1, no NaN scores.
+every model: every item has an outcome, distributions sum to 1, no NaN scores, data faults
+within ``max_invalid_share``.
 
 Other top-level tables: ``[baseline]`` with ``alpha`` (0 < alpha < 1) and ``tolerance``
 (0..1, accuracy points) for ``--baseline``; and ``other_models = ["name", ...]``: models
@@ -34,7 +40,10 @@ from typing import Any
 
 from plainsight.errors import ConfigError
 
-GATE_KEYS = {"above_chance", "min_accuracy", "max_gap_to_vision", "min_tv_to_blind", "expect", "reason"}
+GATE_KEYS = {
+    "above_chance", "min_accuracy", "max_gap_to_vision", "min_tv_to_blind", "max_invalid_share", "expect", "reason",
+}  # fmt: skip
+DATA_ERROR_FILES_SHOWN = 10  # a failing max_invalid_share names this many faults, then "and N more"
 ROLES = ("vision", "vlm")
 
 
@@ -103,7 +112,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 raise ConfigError(f"{path}: {where}: unknown gate {key!r}; known: {sorted(GATE_KEYS)}")
             if key == "above_chance" and not isinstance(value, bool):
                 raise ConfigError(f"{path}: {where}: above_chance must be true or false, not {value!r}")
-            if key == "min_accuracy" or key == "min_tv_to_blind":
+            if key == "min_accuracy" or key == "min_tv_to_blind" or key == "max_invalid_share":
                 _number_in(path, where, key, value, 0.0, 1.0)
             if key == "max_gap_to_vision":
                 _number_in(path, where, key, value, -1.0, 1.0)
@@ -185,9 +194,29 @@ class Verdict:
         return "; ".join(self.reasons)
 
 
-def integrity_failures(record: dict[str, Any]) -> list[str]:
+def data_error_failure(record: dict[str, Any], max_invalid_share: float = 0.0) -> str | None:
+    """The ``max_invalid_share`` gate's message when too many of the record's items are data faults, else None."""
+    count, n = int(record.get("data_errors", 0) or 0), int(record.get("n", 0) or 0)
+    share = count / n if n else 0.0
+    if count == 0 or share <= max_invalid_share:
+        return None
+    files = list(record.get("data_error_files") or [])
+    shown = "; ".join(files[:DATA_ERROR_FILES_SHOWN])
+    if len(files) > DATA_ERROR_FILES_SHOWN:
+        shown += f"; and {len(files) - DATA_ERROR_FILES_SHOWN} more"
+    label = f"{record['task']} × {record['model']} ({record['role']})"
+    return (
+        f"{label}: {count} of {n} item(s) ({share:.1%}) not scored for data errors > max_invalid_share "
+        f"{max_invalid_share:g}: {shown}"
+    )
+
+
+def integrity_failures(record: dict[str, Any], max_invalid_share: float = 0.0) -> list[str]:
     """Problems that make a record untrustworthy regardless of accuracy."""
     problems = []
+    data_errors = data_error_failure(record, max_invalid_share)
+    if data_errors is not None:
+        problems.append(data_errors)
     if record["n_items"] == 0:
         problems.append("no items were scored")
     if record["n_outcomes"] != record["n_items"]:
@@ -206,7 +235,7 @@ def integrity_failures(record: dict[str, Any]) -> list[str]:
 def judge(record: dict[str, Any], gates: dict[str, Any], *, smoke: bool) -> Verdict:
     """Apply integrity gates always, and accuracy gates unless smoke."""
     verdict = Verdict(status="pass")
-    failures = integrity_failures(record)
+    failures = integrity_failures(record, float(gates.get("max_invalid_share", 0.0)))
     verdict.checks["integrity"] = not failures
     if not smoke and not failures:
         lo = record["ci95"][0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,9 +43,14 @@ class ItemImage:
     root: Path | None = field(default=None, compare=False, repr=False)
     data: bytes | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def location(self) -> str:
+        """Where the image is read from, as messages name it: the file's full path where the data folder is known."""
+        return str(self.root / self.path) if self.root is not None else self.path
+
     def load(self) -> Image.Image:
         """Decode the image as RGB; a missing or corrupt file raises DataError naming it."""
-        where = str(self.root / self.path) if self.root is not None else self.path
+        where = self.location
         try:
             if self.data is not None:
                 img = Image.open(io.BytesIO(self.data))
@@ -121,6 +127,37 @@ class Item:
         """Hash of everything that defines the item (not the pixel bytes)."""
         payload = self.to_json() | {"prompt": self.prompt, "option_texts": list(self.option_texts)}
         return canonical_hash(payload)
+
+
+def out_of_image(item: Item) -> str | None:
+    """Why an item's annotated geometry does not fit its images, or None when it does.
+
+    A point must lie on the image: ``-0.5 <= x < W - 0.5`` and ``-0.5 <= y < H - 0.5`` (the
+    pixel-index convention of this module), with finite coordinates. A box ``(x1, y1, x2, y2)``
+    must be finite, not inverted, and overlap the image's extent ``[-0.5, W - 0.5) × [-0.5, H - 0.5)``
+    at all — datasets' boxes often overhang the border by a pixel or two, which the readouts clip, so
+    only a box with nothing inside the image is a fault. Sizes are the annotated ones
+    (:meth:`ItemImage.load` checks them against the file). The one place this is checked: the runner
+    calls it before any model sees the item, so every role counts the same items as data faults.
+    """
+    for index, image in enumerate(item.images, 1):
+        w, h = image.size
+        where = f"{image.location}: image {index} of item {item.id} ({w}x{h})"
+        for label, point in image.points.items():
+            x, y = (float(c) for c in point)
+            if not (math.isfinite(x) and math.isfinite(y)):
+                return f"{where}: point {label} ({x}, {y}) is not finite"
+            if not (-0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5):
+                return f"{where}: point {label} ({x:g}, {y:g}) lies outside the image"
+        for label, box in image.boxes.items():
+            x1, y1, x2, y2 = (float(c) for c in box)
+            if not all(math.isfinite(c) for c in (x1, y1, x2, y2)):
+                return f"{where}: box {label} {list(box)} is not finite"
+            if x2 < x1 or y2 < y1:
+                return f"{where}: box {label} {list(box)} is inverted"
+            if x2 < -0.5 or y2 < -0.5 or x1 >= w - 0.5 or y1 >= h - 0.5:
+                return f"{where}: box {label} {list(box)} lies outside the image"
+    return None
 
 
 def canonical_json(obj: Any) -> str:

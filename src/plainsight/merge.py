@@ -25,7 +25,8 @@ SHARD_KEY = "shard"
 DERIVED = {
     "n", "n_items", "n_outcomes", "correct", "accuracy", "n_valid", "accuracy_valid", "chance", "chance_floor", "ci95", "answer_dist",
     "gold_dist", "tv_to_gold", "tv_to_blind", "blind_accuracy", "blind_answer_dist", "parse_failures", "ties",
-    "nan", "invalid", "invalid_reasons", "paired_with", "smoke", "item_set", "seconds", "paired_n",
+    "nan", "invalid", "invalid_reasons", "data_errors", "data_error_files", "paired_with", "smoke", "item_set",
+    "seconds", "paired_n",
     "vision_accuracy", "paired_vlm_accuracy", "gap_to_vision", "only_vision_correct", "only_vlm_correct",
     "mcnemar_p", "verdict", "reason", "checks", "baseline", "image_attention", "vs_base", SHARD_KEY,
 }  # fmt: skip

@@ -3,14 +3,17 @@
 Every number here is re-derivable from items.jsonl: accuracy, Wilson CI, answer and
 gold distributions, TV distances, ties, and the paired comparison with the vision
 baseline (McNemar on the items both scored). Accuracy is over every item of the run (an item
-invalid for the model counts wrong); ``n_valid`` and ``accuracy_valid`` give the scored items alone.
+invalid for the model, or a data fault, counts wrong); ``n_valid`` and ``accuracy_valid`` give the scored
+items alone. ``invalid`` counts the items the model's preprocessing cannot use; ``data_errors`` the items
+whose data is bad (missing or undecodable image, geometry outside it), and ``data_error_files`` names every
+distinct fault (file and reason), untruncated, for the ``max_invalid_share`` gate and the report.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from plainsight.runner import ROLE_VLM, Outcome, RoleRun
+from plainsight.runner import INVALID, ROLE_VLM, Outcome, RoleRun
 from plainsight.scoring import chance_floor, distribution, mcnemar_exact, tv_distance, wilson_interval
 
 
@@ -34,6 +37,8 @@ def summarize(
     # Every item counts: an item invalid for this model (cropped, unreadable markers) is counted wrong, so
     # all roles of a task are measured on the same items; n_valid / accuracy_valid say what was scored.
     valid = [o for o in run.outcomes if o.valid]
+    invalid = [o for o in run.outcomes if o.reason == INVALID]
+    data_errors = [o for o in run.outcomes if o.data_error]
     n, n_valid = len(run.outcomes), len(valid)
     correct = sum(o.correct for o in valid)
     golds = [o.gold for o in valid]
@@ -63,8 +68,10 @@ def summarize(
         "parse_failures": sum(o.reason == "parse_failure" for o in valid),
         "ties": sum(o.reason == "tie" for o in valid),
         "nan": sum(o.reason == "nan" for o in valid),
-        "invalid": n - n_valid,
-        "invalid_reasons": sorted({o.detail for o in run.outcomes if not o.valid and o.detail})[:5],
+        "invalid": len(invalid),
+        "invalid_reasons": sorted({o.detail for o in invalid if o.detail})[:5],
+        "data_errors": len(data_errors),
+        "data_error_files": sorted({o.detail or f"item {o.item_id}: data error" for o in data_errors}),
         "paired_with": None,
         "smoke": smoke,
         "item_set": run.item_set,

@@ -24,8 +24,9 @@ from PIL import Image
 
 from plainsight import render
 from plainsight.attention import mean_per_layer
-from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint
-from plainsight.models.registry import ModelEntry
+from plainsight.errors import DataError, PlainsightError
+from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint, out_of_image
+from plainsight.models.registry import ModelEntry, load_failure
 from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
 
@@ -37,6 +38,8 @@ log = logging.getLogger("plainsight")
 ROLE_VISION, ROLE_VLM, ROLE_BLIND = "vision", "vlm", "blind"
 OWN_TOWER_SUFFIX = "/own_tower"
 DECODE_CACHE_SIZE = 64  # decoded source images kept per runner (bounded: real datasets have large images)
+INVALID = "invalid"  # the model's preprocessing cannot use the item (cropped image or marker, unreadable markers)
+DATA_ERROR = "data_error"  # the item's data is bad (missing or undecodable image, size or geometry that does not fit)
 
 
 @dataclass
@@ -46,14 +49,19 @@ class Outcome:
     item_id: str
     gold: str
     pred: str | None
-    reason: str | None = None  # None | "tie" | "nan" | "invalid" | "parse_failure"
+    reason: str | None = None  # None | "tie" | "nan" | "invalid" | "parse_failure" | "data_error"
     scores: dict[str, float] | None = None
-    detail: str | None = None
+    detail: str | None = None  # invalid: why; data_error: the file (or item) and what is wrong with it
     attention: list[float] | None = None  # per LLM layer: the answer position's attention share on image tokens
 
     @property
     def valid(self) -> bool:
-        return self.reason != "invalid"
+        """Scored: neither invalid for the model nor a data fault (both count wrong in ``accuracy``)."""
+        return self.reason not in (INVALID, DATA_ERROR)
+
+    @property
+    def data_error(self) -> bool:
+        return self.reason == DATA_ERROR
 
     @property
     def correct(self) -> bool:
@@ -160,6 +168,10 @@ class Runner:
         self.loads: list[str] = []  # model names in load order (tests check one load per model)
         self.placement: dict[str, str] = {}  # device and dtype of the loaded model
         self._decode_cache: OrderedDict[tuple, Image.Image] = OrderedDict()
+        # Per source image: decoded once without error (not bounded: keys only), or the DataError's message.
+        # A failure is remembered so every role and item sharing the image reports the same fault.
+        self._images_ok: set[tuple] = set()
+        self._image_faults: dict[tuple, str] = {}
 
     # -- items ---------------------------------------------------------------
     def items(self, task_id: str) -> list[Item]:
@@ -216,7 +228,9 @@ class Runner:
         found: list[Outcome | None] = []
         for item in items:
             row = self.answers.get(keys[item.id]) if self.answers else None
-            found.append(None if row is None else outcome_from_json(row))
+            # A data fault is not an answer: the file may have been fixed since, so the item is tried again.
+            stored = None if row is None or row.get("reason") == DATA_ERROR else outcome_from_json(row)
+            found.append(stored)
         return found
 
     # -- models --------------------------------------------------------------
@@ -237,14 +251,19 @@ class Runner:
         device = self.device_for(entry)
         dtype = self.dtype_for(entry, device)
         started = time.perf_counter()
-        if entry.kind == "encoder":
-            from plainsight.models.encoders import load_encoder
+        try:
+            if entry.kind == "encoder":
+                from plainsight.models.encoders import load_encoder
 
-            model = load_encoder(entry, device=device, dtype=dtype)
-        else:
-            from plainsight.models.vlms import load_vlm
+                model = load_encoder(entry, device=device, dtype=dtype)
+            else:
+                from plainsight.models.vlms import load_vlm
 
-            model = load_vlm(entry, device=device, dtype=dtype)
+                model = load_vlm(entry, device=device, dtype=dtype)
+        except PlainsightError:
+            raise
+        except Exception as exc:  # a present model that breaks while loading: one line naming the file and cause
+            raise load_failure(entry, exc) from exc
         log.info("loaded %s (%s, %s) in %.1fs", name, device, dtype, time.perf_counter() - started)
         self._loaded_name, self._loaded = name, model
         self.placement = {"device": device, "dtype": dtype}
@@ -279,6 +298,8 @@ class Runner:
         """Drop memoised role runs and decoded images; the loaded model stays (benchmarks re-score with it)."""
         self._runs.clear()
         self._decode_cache.clear()
+        self._images_ok.clear()
+        self._image_faults.clear()
 
     def run(self, task_id: str, model_name: str, role: str) -> RoleRun:
         items = self.items(task_id)
@@ -298,15 +319,50 @@ class Runner:
         return self._runs[key]
 
     def _decoded(self, image: "ItemImage") -> Image.Image:
-        """A source image decoded once per run (items share images: HPatches reuses image 1 across pairs)."""
-        key = (str(image.root), image.path, tuple(image.size))
+        """A source image decoded once per run (items share images: HPatches reuses image 1 across pairs).
+
+        A missing or undecodable file raises DataError (naming it) every time it is asked for, without
+        trying again: only successes are cached.
+        """
+        key = _image_key(image)
+        if key in self._image_faults:
+            raise DataError(self._image_faults[key])
         if key in self._decode_cache:
             self._decode_cache.move_to_end(key)
         else:
-            self._decode_cache[key] = image.load()
+            try:
+                decoded = image.load()
+            except DataError as exc:
+                self._image_faults[key] = str(exc)
+                raise
+            self._images_ok.add(key)
+            self._decode_cache[key] = decoded
             if len(self._decode_cache) > DECODE_CACHE_SIZE:
                 self._decode_cache.popitem(last=False)
         return self._decode_cache[key]
+
+    def data_fault(self, item: Item) -> str | None:
+        """Why an item's data cannot be used (its file and what is wrong), or None; the same in every role.
+
+        Geometry outside an image (:func:`plainsight.items.out_of_image`) is found first, then every image
+        is decoded once per runner — also for the blind role, which shows white images, so all roles of a
+        task count the same items as data faults whichever runs first.
+        """
+        fault = out_of_image(item)
+        if fault is not None:
+            return fault
+        for image in item.images:
+            if _image_key(image) in self._images_ok:
+                continue
+            try:
+                self._decoded(image)
+            except DataError as exc:
+                return str(exc)
+        return None
+
+    def _data_error(self, run: RoleRun, item: Item, detail: str, key: str | None) -> None:
+        log.warning("%s × %s (%s): item %s not scored, data error: %s", run.task, run.model, run.role, item.id, detail)
+        self._emit(run, Outcome(item.id, item.gold, None, DATA_ERROR, None, detail), key)
 
     def _emit(self, run: RoleRun, outcome: Outcome, key: str | None = None, *, reused: bool = False) -> None:
         run.outcomes.append(outcome)
@@ -339,24 +395,34 @@ class Runner:
             prepared = PREPARE[task.readout](self, model_name, encoder)
             run.info.update(prepared.pop("info", {}))
         uses_features = getattr(readout, "uses_features", True)
-        cache: dict[tuple[str, tuple[int, int]], Any] = {}
+        cache: dict[tuple, Any] = {}  # image key → features; only images that decoded are encoded
         for done, (item, answer) in enumerate(zip(items, stored), 1):
             if answer is not None:
                 self._emit(run, answer, answer_keys[item.id], reused=True)
                 continue
-            features = None
-            if uses_features:
-                # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
-                keys = [(im.path, tuple(im.size)) for im in item.images]
-                missing = [i for i, k in enumerate(keys) if k not in cache]
-                if missing:
-                    images = [item.images[i].load() for i in missing]
-                    for i, feats in zip(missing, encoder.encode(images)):
-                        cache[keys[i]] = feats
-                features = [cache[k] for k in keys]
-            result = readout(encoder, item, features, **prepared)
+            fault = self.data_fault(item)
+            if fault is not None:  # before the encoder sees it: nothing of a bad item is encoded or cached
+                self._data_error(run, item, fault, answer_keys[item.id])
+                self._progress(run, done, len(items))
+                continue
+            try:
+                features = None
+                if uses_features:
+                    # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
+                    keys = [_image_key(im) for im in item.images]
+                    missing = [i for i, k in enumerate(keys) if k not in cache]
+                    if missing:
+                        images = [self._decoded(item.images[i]) for i in missing]
+                        for i, feats in zip(missing, encoder.encode(images)):
+                            cache[keys[i]] = feats
+                    features = [cache[k] for k in keys]
+                result = readout(encoder, item, features, **prepared)
+            except DataError as exc:  # the item's own record is malformed (a point or box it lacks, …)
+                self._data_error(run, item, str(exc), answer_keys[item.id])
+                self._progress(run, done, len(items))
+                continue
             if result.scores is None:
-                outcome = Outcome(item.id, item.gold, None, "invalid", None, result.invalid_reason)
+                outcome = Outcome(item.id, item.gold, None, INVALID, None, result.invalid_reason)
             else:
                 choice = choose(result.scores, item.choices)
                 outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(result.scores))
@@ -398,10 +464,18 @@ class Runner:
                     self._emit(run, outcome, answer_keys[item.id])
             pending.clear()
 
-        def view(item: Item) -> tuple[list[Image.Image], str | None]:
-            images = None if blind else [self._decoded(im) for im in item.images]
-            return vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images,
-                            image_resize=entry.image_resize)  # fmt: skip
+        def view(item: Item) -> tuple[list[Image.Image], str | None, str | None]:
+            """(shown images, why the model cannot use them, the item's data fault)."""
+            fault = self.data_fault(item)  # blind too: white images, but the same items are data faults
+            if fault is not None:
+                return [], None, fault
+            try:
+                images = None if blind else [self._decoded(im) for im in item.images]
+                shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, blind=blind, images=images,
+                                          image_resize=entry.image_resize)  # fmt: skip
+            except DataError as exc:
+                return [], None, str(exc)
+            return shown, invalid, None
 
         # On a GPU, views (decode, markers, composition) are prepared a batch ahead in a second
         # thread, so CPU work overlaps the forward (the GIL is free while kernels run). On the CPU
@@ -415,9 +489,11 @@ class Runner:
                 if answer is not None:
                     self._emit(run, answer, answer_keys[item.id], reused=True)
                     continue
-                shown, invalid = next(views)
-                if invalid:
-                    self._emit(run, Outcome(item.id, item.gold, None, "invalid", None, invalid), answer_keys[item.id])
+                shown, invalid, fault = next(views)
+                if fault is not None:
+                    self._data_error(run, item, fault, answer_keys[item.id])
+                elif invalid:
+                    self._emit(run, Outcome(item.id, item.gold, None, INVALID, None, invalid), answer_keys[item.id])
                 else:
                     pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
                     if len(pending) >= batch_size:
@@ -432,6 +508,11 @@ class Runner:
         if attention is not None:
             run.info["image_attention"] = attention
         return run
+
+
+def _image_key(image: ItemImage) -> tuple:
+    """One source image (file and annotated size), for the runner's decode and feature caches."""
+    return (str(image.root), image.path, tuple(image.size))
 
 
 def _prefetched(
