@@ -118,3 +118,83 @@ def test_a_second_run_into_a_held_report_dir_is_refused_and_touches_nothing(proj
     result, results = run(project, "--models=pixels")
     assert result.ret == pytest.ExitCode.OK and results["complete"] is True
     assert not (report / ReportDirLock.OWNER).exists()
+
+
+# -- loaders: nothing dropped without a count, no size taken on trust ------------------------------------------
+
+
+def test_cvbench_rows_left_out_are_counted_by_reason_in_results_and_the_summary(pytester: pytest.Pytester):
+    from test_depth import _cvbench_rows, _write_cvbench_jsonl
+
+    rows = _cvbench_rows()
+    no_task = {k: v for k, v in rows[0].items() if k != "task"} | {"idx": 3, "filename": "img/3D/depth/d.png"}
+    lower = rows[0] | {"idx": 4, "task": "depth", "filename": "img/3D/depth/e.png"}
+    _write_cvbench_jsonl(pytester.path / "data", rows + [no_task, lower])
+    shutil.copy(REPO / "evals" / "test_depth.py", pytester.path / "test_depth.py")
+    (pytester.path / "models.toml").write_text('[models.oracle]\nkind = "vlm"\nsource = "double:oracle"\n')
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--model-config={pytester.path / 'models.toml'}",
+        f"--thresholds={REPO / 'fixtures' / 'thresholds.toml'}", f"--report-dir={pytester.path / 'report'}",
+        f"--data-root={pytester.path / 'data'}", "--tasks=depth",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines([
+        "data: depth: 1 source rows left out (test_3d.jsonl: rows of task 'Distance' (not depth))",
+        "data: depth: 1 source rows left out (test_3d.jsonl: rows with task 'depth' (not 'Depth'))",
+        "data: depth: 1 source rows left out (test_3d.jsonl: rows without a 'task' field)",
+    ])  # fmt: skip
+    results = json.loads((pytester.path / "report" / "results.json").read_text())
+    assert results["options"]["data_skipped"] == {"depth": {
+        "test_3d.jsonl: rows of task 'Distance' (not depth)": 1, "test_3d.jsonl: rows with task 'depth' (not 'Depth')": 1,
+        "test_3d.jsonl: rows without a 'task' field": 1,
+    }}  # fmt: skip
+    assert all(r["n"] == 2 for r in results["results"] if r["role"] == "vlm")
+
+
+def test_an_spair_size_that_disagrees_with_its_jpeg_names_both_files(tmp_path):
+    from native_fixtures import write_spair
+
+    from plainsight.data.spair import read_pair
+    from plainsight.errors import DataError
+
+    write_spair(tmp_path)
+    root = tmp_path / "SPair-71k"
+    pair_file = next((root / "PairAnnotation" / "test").glob("*.json"))
+    data = json.loads(pair_file.read_text())
+    w, h = data["trg_imsize"][:2]
+    data["trg_imsize"] = [w + 10, h, 3]
+    pair_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=rf"{pair_file}: field 'trg_imsize' says {w + 10}x{h} but .*\.jpg is {w}x{h}"):
+        read_pair(root, "test", pair_file.stem)
+
+
+def test_bad_images_fail_the_pair_by_name_and_the_rest_of_the_task_is_scored_and_reported(pytester, embedded_data):
+    """Probes 1 and 11: one truncated and one missing SPair JPEG. The task stays in every report, each bad file
+    is named at once (terminal, report.md, the gate), every other item is scored."""
+    data = pytester.path / "data"
+    shutil.copytree(embedded_data / "SPair-71k", data / "SPair-71k")
+    jpegs = sorted((data / "SPair-71k" / "JPEGImages").rglob("*.jpg"))
+    truncated, missing = jpegs[0], jpegs[1]  # two chairs: both among the first 40 items
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    missing.unlink()
+    shutil.copy(REPO / "evals" / "test_correspondence.py", pytester.path / "test_correspondence.py")
+    (pytester.path / "models.toml").write_text(MODELS.replace('[models.broken]\nkind = "encoder"\nsource = "./broken-dinov2"\n', ""))
+    report = pytester.path / "report"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--model-config={pytester.path / 'models.toml'}",
+        f"--thresholds={REPO / 'fixtures' / 'thresholds.toml'}", f"--report-dir={report}",
+        f"--data-root={data}", "--tasks=semantic_correspondence", "--limit=40",
+    )  # fmt: skip
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([f"data errors: semantic_correspondence: * item(s) not scored (counted wrong): *"])
+    out = result.stdout.str()
+    assert truncated.name in out and missing.name in out
+    results = json.loads((report / "results.json").read_text())
+    assert results["complete"] is True
+    oracle = records(results)[("semantic_correspondence", "oracle", "vlm")]
+    assert oracle["verdict"] == "fail" and truncated.name in oracle["reason"] and missing.name in oracle["reason"]
+    assert oracle["data_errors"] > 0 and oracle["n"] == 40 and oracle["correct"] == 40 - oracle["data_errors"]
+    markdown = (report / "report.md").read_text()
+    assert "## Data errors" in markdown and truncated.name in markdown and missing.name in markdown
+    lines = [json.loads(line) for line in (report / "items.jsonl").read_text().splitlines()]
+    oracle_lines = [line for line in lines if (line["model"], line["role"]) == ("oracle", "vlm")]
+    assert {line["reason"] for line in oracle_lines if not line["correct"]} == {"data_error"}

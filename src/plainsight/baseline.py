@@ -18,6 +18,7 @@ from typing import Any
 
 from plainsight.errors import ConfigError
 from plainsight.report import SCHEMA, read_json_document
+from plainsight.runner import DATA_ERROR, INVALID
 from plainsight.scoring import mcnemar_one_sided
 
 Key = tuple[str, str, str]
@@ -53,7 +54,7 @@ class Baseline:
             try:
                 rec = json.loads(line)
                 key = (rec["task"], rec["model"], rec["role"])
-                if rec.get("reason") != "invalid":
+                if rec.get("reason") not in (INVALID, DATA_ERROR):  # compared on items both runs scored
                     outcomes.setdefault(key, {})[rec["item"]] = bool(rec["correct"])
             except (json.JSONDecodeError, KeyError) as exc:
                 raise ConfigError(f"{items_path}: line {n} is not an item record ({exc})") from None

@@ -27,7 +27,7 @@ import pytest
 from plainsight import report as report_mod
 from plainsight.report import ReportDirLock
 from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelLoadError, ModelUnavailable
-from plainsight.gates import Thresholds, judge, load_thresholds
+from plainsight.gates import Thresholds, data_error_failure, judge, load_thresholds
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
 from plainsight.protocols import Protocol, get_protocol, task_options_with
@@ -491,10 +491,14 @@ class Harness:
         runner = self.state.runner
         try:
             items = runner.items(case.task)
+            faults = {it.id: fault for it in items if (fault := runner.data_fault(it)) is not None}
             image_resize = self.state.all_entries[case.model].image_resize
-            series = layer_series(runner.model(case.model), get_task(case.task), items, image_resize=image_resize)
+            series = layer_series(runner.model(case.model), get_task(case.task), items, image_resize=image_resize,
+                                  data_faults=faults)  # fmt: skip
         except (DatasetNotFound, ModelUnavailable, ConfigError) as exc:
             self._skip(case, f"no layer-wise probe for {case.model}: {exc}")
+        if not series:
+            pytest.fail(f"{case.task}: no item could be read for the layer-wise probe of {case.model}", pytrace=False)
         best = max(series, key=lambda p: (p["accuracy"] or 0.0, -p["layer"]))
         n, n_valid, correct = best["n"], best["n_valid"], best["correct"]
         lo, hi = wilson_interval(correct, n)
@@ -504,11 +508,16 @@ class Harness:
             n=n, n_items=len(items), correct=correct, accuracy=best["accuracy"], n_valid=n_valid,
             accuracy_valid=best["accuracy_valid"], chance=1 / len(_choices(items)),
             ci95=[round(lo, 6), round(hi, 6)], best_layer=best["layer"], layer_series=series,
-            invalid=n - n_valid, verdict="pass" if n_valid else "fail",
+            invalid=n - n_valid - len(faults), data_errors=len(faults), data_error_files=sorted(set(faults.values())),
+            verdict="pass" if n_valid else "fail",
             reason=f"best point: {best['point']}" if n_valid else "every item was invalid for this model",
         )  # fmt: skip
+        gates = self.state.thresholds.for_case(case.task, case.model, ROLE_VLM)
+        too_many_faults = data_error_failure(record, float(gates.get("max_invalid_share", 0.0)))
+        if too_many_faults:
+            record.update(verdict="fail", reason=too_many_faults)
         self._attach([record])
-        if not n_valid:
+        if record["verdict"] == "fail":
             pytest.fail(record["reason"], pytrace=False)
         return record
 
@@ -583,7 +592,8 @@ def _skip_record(task: str, model: str, role: str, reason: str, verdict: str = "
         "task": task, "model": model, "role": role, "n": 0, "n_items": 0, "correct": 0, "accuracy": None,
         "n_valid": 0, "accuracy_valid": None, "chance": None, "chance_floor": None, "ci95": [None, None],
         "answer_dist": {}, "gold_dist": {}, "tv_to_gold": None, "tv_to_blind": None, "blind_accuracy": None,
-        "parse_failures": 0, "ties": 0, "invalid": 0, "paired_with": None, "verdict": verdict, "reason": reason,
+        "parse_failures": 0, "ties": 0, "invalid": 0, "data_errors": 0, "data_error_files": [], "paired_with": None,
+        "verdict": verdict, "reason": reason,
     }  # fmt: skip
 
 
@@ -701,6 +711,8 @@ class ReportWriter:
                 "data_source": state.options.source,
                 "protocol": state.protocol.name,
                 "data_sources": _data_sources(state.records),
+                # task → {reason: source rows the loader left out} (other tasks' rows, excluded trials, odd rows)
+                "data_skipped": _data_skipped(state.records),
                 "task_options": state.options.task_options,
                 "limit": state.options.limit,
                 "device": state.options.device,
@@ -722,6 +734,12 @@ class ReportWriter:
         terminalreporter.section("plainsight")
         rows = report_mod.summary_rows(self.state.records)
         terminalreporter.write_line(report_mod.format_table(report_mod.SUMMARY_HEADER, rows))
+        for task, (count, files) in report_mod.data_faults_by_task(self.state.records).items():
+            shown = "; ".join(files[:3]) + (f"; and {len(files) - 3} more" if len(files) > 3 else "")
+            terminalreporter.write_line(f"data errors: {task}: {count} item(s) not scored (counted wrong): {shown}")
+        for task, reasons in _data_skipped(self.state.records).items():
+            for reason, n in reasons.items():
+                terminalreporter.write_line(f"data: {task}: {n} source rows left out ({reason})")
         if self.state.resume:
             counts = self.state.answer_counts
             terminalreporter.write_line(
@@ -730,6 +748,10 @@ class ReportWriter:
         terminalreporter.write_line(
             f"report: {self.state.report_dir / 'report.html'} (.md)  results: {self.state.report_dir / 'results.json'}"
         )
+
+
+def _data_skipped(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    return {r["task"]: r["data_skipped"] for r in sorted(records, key=lambda r: r["task"]) if r.get("data_skipped")}
 
 
 def _data_sources(records: list[dict[str, Any]]) -> dict[str, str]:

@@ -11,7 +11,7 @@ ConfigError (skip with the reason).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -47,10 +47,12 @@ def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tenso
     return states
 
 
-def layer_series(vlm: HFVLM, task: Any, items: list[Item], *, image_resize: str = "letterbox") -> list[dict[str, Any]]:
+def layer_series(vlm: HFVLM, task: Any, items: list[Item], *, image_resize: str = "letterbox",
+                 data_faults: Mapping[str, str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Per layer: n, n_valid, correct, accuracy (and on valid items) of the readout on clean images (exact coordinates).
 
     With ``image_resize = "letterbox"`` each image is padded as the VLM's view pads it (where its processor would crop).
+    Items in ``data_faults`` (item id → the fault) are not read: they count in ``n``, not in ``n_valid``.
     """
     readout = READOUTS[task.readout]
     own = getattr(vlm, "layer_features", None)  # a VLM with its own image-token layout (Prismatic)
@@ -58,6 +60,8 @@ def layer_series(vlm: HFVLM, task: Any, items: list[Item], *, image_resize: str 
     correct: list[int] = []
     n = 0
     for item in items:
+        if data_faults and item.id in data_faults:
+            continue
         images = item.load_images()
         if own is not None:
             per_layer = own(VLMRequest(images, item.prompt, item.choices))

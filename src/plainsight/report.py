@@ -281,6 +281,16 @@ def tuning_section(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def data_faults_by_task(records: list[dict[str, Any]]) -> dict[str, tuple[int, list[str]]]:
+    """task → (items not scored for bad data, every fault: file and reason); a task's roles meet the same ones."""
+    faults: dict[str, tuple[int, set[str]]] = {}
+    for r in records:
+        if r.get("data_errors"):
+            count, files = faults.get(r["task"], (0, set()))
+            faults[r["task"]] = (max(count, r["data_errors"]), files | set(r.get("data_error_files") or []))
+    return {task: (count, sorted(files)) for task, (count, files) in sorted(faults.items())}
+
+
 def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
     """report.md: per task, each VLM beside its vision baseline and blind control, then every record."""
     out = ["# plainsight report", ""]
@@ -312,7 +322,12 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
             points = ", ".join(f"{p['layer']}: {_pct(p['accuracy'])}" for p in r["layer_series"])
             out.append(f"- **{r['task']} × {r['model']}**: {points} (best {r['best_layer']}, n={r['n']})")
     out += tuning_section(records)
-    failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail")]
+    faults = data_faults_by_task(records)
+    if faults:
+        out += ["", "## Data errors (items not scored: each counts wrong)", ""]
+        for task, (count, files) in faults.items():
+            out.append(f"- **{task}**: {count} item(s): " + "; ".join(files))
+    failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail", "error")]
     if failing:
         out.append("")
         out.append("## Gate messages")

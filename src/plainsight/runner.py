@@ -162,6 +162,7 @@ class Runner:
         self._items: dict[str, list[Item]] = {}
         self._item_sets: dict[str, str] = {}  # task → fingerprint of its whole item list (all shards)
         self._shard_sets: dict[str, str] = {}  # task → fingerprint of this runner's items (the memo key)
+        self.skipped: dict[str, dict[str, int]] = {}  # task → {reason: source rows its loader left out}
         self._runs: dict[tuple[str, str, str, str], RoleRun] = {}
         self._loaded_name: str | None = None
         self._loaded: Any = None
@@ -187,6 +188,7 @@ class Runner:
             from plainsight.merge import shard_items
 
             items = task.load_items(req)
+            self.skipped[task_id] = dict(sorted(req.skipped.items()))
             trained_on = self.training_items.get(task_id, {})
             if trained_on:
                 excluded = frozenset().union(*trained_on.values())
@@ -314,6 +316,7 @@ class Runner:
                 raise ValueError(f"unknown role {role!r}")
             run.item_set = self._item_sets.get(task_id, key[3])
             run.info["data_source"] = self.data_source(task_id)
+            run.info["data_skipped"] = self.skipped.get(task_id, {})
             run.seconds = time.perf_counter() - started
             self._runs[key] = run
         return self._runs[key]

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from plainsight.data import is_number, read_text
 from plainsight.errors import DataError, DatasetNotFound
@@ -97,6 +100,25 @@ def _size(path: Path, key: str, value: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+@lru_cache(maxsize=4096)  # pairs share images: each JPEG's header is read once
+def _jpeg_size(image: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except (OSError, SyntaxError):
+        return None  # missing or undecodable: the item's data fault, reported when it is scored
+
+
+def _check_image_size(path: Path, key: str, image: Path, size: tuple[int, int]) -> None:
+    """The annotated size must be the JPEG's: keypoints, boxes and the items' distractor spacing are in its pixels.
+
+    A mismatch is an error naming both files (not a correction: which of the two is right is not ours to guess).
+    """
+    actual = _jpeg_size(image)
+    if actual is not None and actual != tuple(size):
+        raise DataError(f"{path}: field {key!r} says {size[0]}x{size[1]} but {image} is {actual[0]}x{actual[1]}")
+
+
 def _box(path: Path, key: str, value: Any) -> tuple[float, float, float, float]:
     if not (isinstance(value, list) and len(value) == 4 and all(is_number(c) for c in value)):
         raise DataError(f"{path}: field {key!r} must be [x1, y1, x2, y2] finite numbers, got {value!r}")
@@ -128,6 +150,8 @@ def read_pair(root: Path, split: str, name: str) -> SPairPair:
             if not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
                 raise DataError(f"{path}: field {key!r}[{i}] = ({x}, {y}) lies outside the {w}x{h} image")
     trg_name = str(data["trg_imname"])
+    for key, name_key, size in (("src_imsize", "src_imname", src_size), ("trg_imsize", "trg_imname", trg_size)):
+        _check_image_size(path, key, root / "JPEGImages" / category / str(data[name_key]), size)
     trg_all = _visible_keypoints(root / "ImageAnnotation" / category / f"{Path(trg_name).stem}.json")
     info_keys = ("viewpoint_variation", "scale_variation", "truncation", "occlusion", "src_pose", "trg_pose", "mirror")
     return SPairPair(

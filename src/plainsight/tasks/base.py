@@ -31,6 +31,13 @@ class LoadRequest:
     source: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     prefer: tuple[str, ...] = ()  # sources tried first where present (a protocol's), before the task's own order
+    # reason → rows the loader left out; loaders fill it (``skip``), the run reports it (results.json data.skipped)
+    skipped: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` source rows left out for ``reason``: nothing a loader drops goes unreported."""
+        if count:
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,20 @@ BOX_COLOR_OF = {"A": BOX_COLORS["red"], "B": BOX_COLORS["blue"]}
 
 def _cvbench(root: Path, req: LoadRequest) -> list[Item]:
     loaded = load_depth(root, task=TASK_ID)
+    for kind, n in sorted(loaded.skipped.items()):
+        req.skip(_skip_reason(loaded.path.name, kind), n)
     if loaded.skipped:
         skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(loaded.skipped.items()))
         log.info("%s: %d Depth rows; skipped %s", loaded.path, len(loaded.items), skipped)
     return loaded.items
+
+
+def _skip_reason(file: str, kind: str) -> str:
+    if kind == "(no task)":
+        return f"{file}: rows without a 'task' field"
+    if kind.strip().lower() == "depth":  # a Depth row spelt otherwise is left out, and said so, not guessed at
+        return f"{file}: rows with task {kind!r} (not 'Depth')"
+    return f"{file}: rows of task {kind!r} (not depth)"
 
 
 def load_items(req: LoadRequest) -> list[Item]:

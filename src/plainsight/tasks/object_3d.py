@@ -35,6 +35,8 @@ def _n_objects(req: LoadRequest) -> int:
 
 def _mochi(root: Path, req: LoadRequest) -> list[Item]:
     loaded = load_trials(root, task=TASK_ID, n_objects=_n_objects(req))
+    for reason, n in sorted(loaded.excluded.items()):
+        req.skip(f"MOCHI: {reason}", n)
     if loaded.excluded:
         left_out = ", ".join(f"{n} {reason}" for reason, n in sorted(loaded.excluded.items()))
         log.info("%s: %d trials; excluded %s", loaded.paths[0].parent, len(loaded.items), left_out)
