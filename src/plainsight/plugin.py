@@ -27,7 +27,7 @@ import pytest
 from plainsight import report as report_mod
 from plainsight.report import ReportDirLock
 from plainsight.errors import ConfigError, DataError, DatasetNotFound, ModelLoadError, ModelUnavailable
-from plainsight.gates import Thresholds, data_error_failure, judge, load_thresholds
+from plainsight.gates import Thresholds, check_models, data_error_failure, judge, load_thresholds
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
 from plainsight.protocols import Protocol, get_protocol, task_options_with
@@ -644,6 +644,11 @@ class ReportWriter:
         state = self.state
         if self.lock is not None:
             return
+        try:
+            # Before anything runs: a thresholds table naming no task or model of this config would never apply.
+            check_models(state.thresholds, state.all_entries)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
         self.lock = ReportDirLock(state.report_dir)
         self.lock.acquire()
         if state.resume:
