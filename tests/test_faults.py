@@ -683,3 +683,19 @@ def test_a_misspelt_model_table_in_thresholds_stops_the_run_before_it_starts(pro
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{thresholds}: [[]models.pixel[]]: no such model in the model config; known models: *"])
     assert not (project.path / "report").exists()
+
+
+def test_hpatches_images_that_cannot_be_decoded_are_all_named_at_once(tmp_path: Path, embedded_data: Path):
+    """HPatches items are built from the pixels (corners), so a broken image cannot leave its pairs as data faults:
+    the task stops with one message naming every bad file, not just the first."""
+    from plainsight.errors import DataError
+    from plainsight.tasks import LoadRequest, get_task
+
+    root = tmp_path / "hpatches-sequences-release"
+    shutil.copytree(embedded_data / "hpatches-sequences-release", root)
+    first, second = sorted(root.glob("v_*/3.*"))[:2]
+    for path in (first, second):
+        path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(DataError, match="2 HPatches image") as err:
+        get_task("low_level_matching").load_items(LoadRequest(tmp_path))
+    assert str(first) in str(err.value) and str(second) in str(err.value)

@@ -130,10 +130,19 @@ def build_items(
 ) -> list[Item]:
     """Items for every pair, in (sequence, k, point) order, with gold letters balanced by ``seed``."""
     drafts = []
+    unreadable: dict[str, None] = {}  # items are built from the pixels: every bad file is named at once
     for pair in pairs:
         rng = np.random.default_rng([seed, zlib.crc32(pair.sequence.encode()), pair.k])
-        for j, (ref, gold, distractors) in enumerate(pair_points(pair, rng, difficulty)):
+        try:
+            points = pair_points(pair, rng, difficulty)
+        except DataError as exc:
+            unreadable[str(exc)] = None
+            continue
+        for j, (ref, gold, distractors) in enumerate(points):
             drafts.append((pair, j, ref, gold, distractors, rng.permutation(3)))
+    if unreadable:
+        raise DataError(f"{len(unreadable)} HPatches image(s) cannot be decoded, so their pairs' items cannot be "
+                        "built: " + "; ".join(unreadable))  # fmt: skip
     letters = LETTERS[:4]
     gold_slots = balanced_slots(len(drafts), seed, 0x6C6C6D)
     items = []
