@@ -61,7 +61,7 @@ from plainsight import geometry
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.models.encoders import Features, probe_blocks
 from plainsight.models.vlms import (
-    LetterScores, LetterTokens, VLMRequest, _AllowOnly, letter_logprobs, split_letter_tokens,
+    LetterScores, LetterTokens, VLMRequest, greedy_settings, letter_logprobs, split_letter_tokens,
 )  # fmt: skip
 
 SOURCE_PREFIX = "prismatic:"
@@ -534,12 +534,7 @@ class PrismaticVLM:
         replies: list[str] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
-            forced: tuple[int, ...] = ()
-            if restrict_to_letters:
-                tokens = self.letter_tokens(chunk[0].letters)
-                forced = tokens.forced
-                kwargs.update(logits_processor=[_AllowOnly(sorted(tokens.ids.values()))], max_new_tokens=1)
+            kwargs, forced = greedy_settings(self, chunk[0].letters, max_new_tokens, restrict_to_letters)
             inputs, _ = self._inputs(chunk, forced)
             inputs.pop("position_ids")  # generate derives them from the attention mask
             out = self.llm.generate(**inputs, pad_token_id=self.tokenizer.pad_token_id, **kwargs)

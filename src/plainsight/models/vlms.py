@@ -253,13 +253,7 @@ class HFVLM:
         replies: list[str] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
-            forced: tuple[int, ...] = ()
-            if restrict_to_letters:
-                tokens = self.letter_tokens(chunk[0].letters)
-                forced = tokens.forced
-                kwargs["logits_processor"] = [_AllowOnly(sorted(tokens.ids.values()))]
-                kwargs["max_new_tokens"] = 1
+            kwargs, forced = greedy_settings(self, chunk[0].letters, max_new_tokens, restrict_to_letters)
             inputs = self._inputs(chunk, forced)
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
             try:
@@ -289,6 +283,18 @@ class PaliGemmaVLM(HFVLM):
 
 # Families whose behaviour differs from the generic chat-template path, by config model_type.
 ADAPTERS: dict[str, type[HFVLM]] = {"paligemma": PaliGemmaVLM}
+
+
+def greedy_settings(vlm: Any, letters: tuple[str, ...], max_new_tokens: int,
+                    restrict_to_letters: bool) -> tuple[dict[str, Any], tuple[int, ...]]:  # fmt: skip
+    """``generate`` kwargs for a greedy reply, and the tokens to teacher-force; restricted to the letters, one
+    token among the letters' answer tokens (the letter-scoring argmax)."""
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    if not restrict_to_letters:
+        return kwargs, ()
+    tokens = vlm.letter_tokens(letters)
+    kwargs.update(logits_processor=[_AllowOnly(sorted(tokens.ids.values()))], max_new_tokens=1)
+    return kwargs, tokens.forced
 
 
 class _AllowOnly:
