@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from plainsight.report_html import CSP, PLOT_H, item_images_from_run, load_run, render_html, write_html
+from plainsight.report_html import item_images_from_run, load_run, render_html, write_html
+from plainsight.report_html.charts import PLOT_H
+from plainsight.report_html.page import CSP
 from plainsight.scoring import wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
