@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from native_fixtures import SIZE, SRC_POINTS, TRG_POINTS, blink_row, write_blink, write_funkpoint, write_spair
-from plainsight.data.blink import UNRECOVERED, load_correspondence_items, load_items
-from plainsight.data.embedded.blink_twin import TRUTH
+from plainsight.data.blink import load_correspondence_items, load_items
+from plainsight.items import UNRECOVERED
+from plainsight.embedded.blink_twin import TRUTH
 from plainsight.errors import DataError
 from plainsight.readouts.correspondence import correspondence_readout
 from plainsight.render import draw_point_markers

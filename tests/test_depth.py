@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from plainsight.data.cvbench import load_depth
-from plainsight.data.embedded.depth_twin import TRUTH
+from plainsight.embedded.depth_twin import TRUTH
 from plainsight.data.nyuv2 import open_nyuv2
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.geometry import PreprocessSpec, plan

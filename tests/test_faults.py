@@ -300,7 +300,8 @@ def _break_two_files(root: Path, items: list) -> tuple[Path, Path, set[str]]:
 def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(tmp_path: Path, embedded_data: Path):
     from plainsight.gates import judge
     from plainsight.records import summarize
-    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+    from plainsight.outcomes import DATA_ERROR
+    from plainsight.runner import Runner, RunOptions
 
     root = _spair_copy(tmp_path, embedded_data)
     limit = 24
@@ -348,7 +349,8 @@ def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(t
 
 def test_blind_run_alone_finds_the_same_data_faults(tmp_path: Path, embedded_data: Path):
     """The blind role shows white images, yet decodes each image once: its faults do not depend on run order."""
-    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+    from plainsight.outcomes import DATA_ERROR
+    from plainsight.runner import Runner, RunOptions
 
     root = _spair_copy(tmp_path, embedded_data)
     _, _, hit = _break_two_files(root, _items(root, 16))
@@ -359,7 +361,8 @@ def test_blind_run_alone_finds_the_same_data_faults(tmp_path: Path, embedded_dat
 
 def test_vision_features_of_a_failed_image_are_not_cached_as_a_success(tmp_path: Path, embedded_data: Path):
     """An image that failed to decode stays a fault for every item using it; the encoder never sees it."""
-    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+    from plainsight.outcomes import DATA_ERROR
+    from plainsight.runner import Runner, RunOptions
 
     root = _spair_copy(tmp_path, embedded_data)
     items = _items(root, 24)
@@ -382,7 +385,8 @@ def test_point_outside_its_image_is_a_data_fault_found_before_the_model(tmp_path
     import dataclasses
 
     from plainsight.items import out_of_image
-    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+    from plainsight.outcomes import DATA_ERROR
+    from plainsight.runner import Runner, RunOptions
 
     runner = Runner(RunOptions(data_root=embedded_data, limit=6), _fault_entries(tmp_path))
     items = runner.items(FAULT_TASK)
@@ -461,7 +465,8 @@ def test_data_error_message_names_ten_files_then_how_many_more():
 
 
 def test_resume_tries_data_faults_again_once_the_file_is_fixed(tmp_path: Path, embedded_data: Path):
-    from plainsight.runner import DATA_ERROR, Runner, RunOptions
+    from plainsight.outcomes import DATA_ERROR
+    from plainsight.runner import Runner, RunOptions
 
     root = _spair_copy(tmp_path, embedded_data)
     items = _items(root, 12)

@@ -23,7 +23,7 @@ from PIL import Image
 from plainsight.errors import ConfigError
 from plainsight.geometry import PreprocessSpec, apply, letterbox_for, letterboxed, plan, spec_from_hf, visible_share
 from plainsight.models.registry import load_models_toml
-from plainsight.runner import vlm_view
+from plainsight.views import vlm_view
 from plainsight.tasks import LoadRequest, get_task
 
 small = st.integers(1, 120)

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from plainsight.data.embedded.hpatches_twin import random_homography
+from plainsight.embedded.hpatches_twin import random_homography
 from plainsight.data.hpatches import FOLDER, load_pairs
 from plainsight.geometry import apply_homography
 from plainsight.tasks import LoadRequest, get_task
-from plainsight.tasks.low_level_matching import DEFAULT_DIFFICULTY, build_items
+from plainsight.tasks.base import load_from_sources
+from plainsight.tasks.low_level_matching import DEFAULT_DIFFICULTY, TASK_ID, build_items, sources_with
 
 
 def textured(seed: int, size=(160, 120)) -> np.ndarray:
@@ -78,7 +79,7 @@ def test_embedded_items_letters_balanced_and_deterministic(embedded_data: Path):
 def test_difficulty_overrides_by_keyword_are_applied_and_recorded(tmp_path: Path):
     pairs = make_data(tmp_path, seed=3, strength=0.3)
     root = pairs[0].root
-    items = get_task("low_level_matching").load_items(LoadRequest(root), min_distance=0.2, points_per_pair=1)
+    items = load_from_sources(TASK_ID, LoadRequest(root), sources_with(min_distance=0.2, points_per_pair=1))
     assert items and len(items) <= len(pairs)
     for item in items:
         assert item.meta["difficulty"]["min_distance"] == 0.2 and item.id.endswith("-p0")
@@ -102,7 +103,7 @@ def test_render_draws_markers_only_when_the_source_has_none(embedded_data: Path)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pixels_baseline_beats_chance_on_the_embedded_twin(embedded_data: Path, seed: int):
     from plainsight.models.encoders import PixelsEncoder
-    from plainsight.readouts import correspondence_readout
+    from plainsight.readouts.correspondence import correspondence_readout
     from plainsight.scoring import choose, wilson_interval
 
     items = get_task("low_level_matching").load_items(LoadRequest(embedded_data, seed=seed))

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from plainsight.data.embedded.photos import PHOTOS
+from plainsight.embedded.photos import PHOTOS
 from plainsight.markers import recover_markers
 from plainsight.render import draw_point_markers, marker_radius
 

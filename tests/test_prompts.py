@@ -14,7 +14,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "prompts.json"
 
 
 def current() -> dict:
-    return {p.id: {"version": p.version, "fingerprint": p.fingerprint} for p in prompts.PROMPTS.values()}
+    return {p.id: {"version": p.version, "fingerprint": p.fingerprint} for _, p in prompts.PROMPTS.items()}
 
 
 def test_prompt_texts_match_their_versions():

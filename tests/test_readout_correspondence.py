@@ -13,7 +13,8 @@ from plainsight.errors import DataError
 from plainsight.geometry import PreprocessSpec, plan
 from plainsight.items import Item, ItemImage
 from plainsight.models.encoders import Features, PixelsEncoder
-from plainsight.readouts import READOUTS, ReadoutResult, correspondence_readout
+from plainsight.readouts import READOUTS, ReadoutResult
+from plainsight.readouts.correspondence import correspondence_readout
 
 LETTERS = ("A", "B", "C", "D")
 
@@ -50,7 +51,7 @@ def best(result: ReadoutResult) -> str:
 
 
 def test_registry_names_the_readout():
-    assert READOUTS["correspondence"] is correspondence_readout
+    assert READOUTS.get("correspondence").answer is correspondence_readout
 
 
 def test_one_hot_features_pick_the_candidate_at_the_same_position():

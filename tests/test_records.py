@@ -3,7 +3,7 @@
 import pytest
 
 from plainsight.records import summarize
-from plainsight.runner import Outcome, RoleRun
+from plainsight.outcomes import Outcome, RoleRun
 
 CHOICES = ("A", "B", "C", "D")
 

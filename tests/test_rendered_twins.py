@@ -12,8 +12,8 @@ from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plainsight.data.embedded.raycast import Camera, Material, Primitive, depth_at, render, visible
-from plainsight.data.embedded.spair_twin import render_category
+from plainsight.embedded.raycast import Camera, Material, Primitive, depth_at, render, visible
+from plainsight.embedded.spair_twin import render_category
 from plainsight.scoring import wilson_interval
 from plainsight.tasks import LoadRequest, get_task
 

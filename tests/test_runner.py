@@ -34,7 +34,7 @@ def test_each_model_loads_once_and_runs_are_memoised(tmp_path: Path, embedded_da
 
 def test_side_by_side_view_with_a_centre_crop_is_letterboxed_or_invalid(tmp_path: Path, embedded_data: Path):
     from plainsight.geometry import PreprocessSpec
-    from plainsight.runner import vlm_view
+    from plainsight.views import vlm_view
     from plainsight.tasks import LoadRequest, get_task
 
     task = get_task("low_level_matching")
@@ -78,7 +78,7 @@ def test_duplicate_item_ids_are_refused():
     from plainsight.errors import DataError
     from plainsight.items import Item, ItemImage
     from plainsight.tasks import LoadRequest
-    from plainsight.tasks.sources import load_from_sources
+    from plainsight.tasks.base import load_from_sources
 
     def item(item_id):
         return Item(item_id, "depth", (ItemImage("a.png", (4, 4)),), ("A", "B"), "A", "p", "x@v1")

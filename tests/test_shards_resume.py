@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from plainsight.errors import PlainsightError
-from plainsight.merge import merge_runs, parse_shard, shard_items
+from plainsight.merge import merge_runs
+from plainsight.shards import parse_shard, shard_items
 
 pytest_plugins = ["pytester"]
 

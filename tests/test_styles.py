@@ -16,8 +16,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw
 
-from plainsight.data.embedded.photos import PHOTOS
-from plainsight.data.embedded.styles import STYLES, stylise
+from plainsight.embedded.photos import PHOTOS
+from plainsight.embedded.styles import STYLES, stylise
 
 CROP_SIZE = (160, 120)  # (W, H)
 PREVIEW_PATH = Path("/tmp/styles_preview.png")

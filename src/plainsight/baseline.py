@@ -18,7 +18,7 @@ from typing import Any
 
 from plainsight.errors import ConfigError
 from plainsight.report import SCHEMA, read_json_document
-from plainsight.runner import DATA_ERROR, INVALID
+from plainsight.outcomes import DATA_ERROR, INVALID
 from plainsight.scoring import mcnemar_one_sided
 
 Key = tuple[str, str, str]

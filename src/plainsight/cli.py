@@ -84,7 +84,7 @@ def _model_spec(entry):
 
 def cmd_show(args: argparse.Namespace) -> int:
     from plainsight import geometry
-    from plainsight.runner import vlm_view
+    from plainsight.views import vlm_view
 
     task, items = _load_items(args)
     by_id = {it.id: it for it in items}
@@ -116,7 +116,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_fixtures_build(args: argparse.Namespace) -> int:
-    from plainsight.data.embedded import build_all
+    from plainsight.embedded import build_all
     from plainsight.models.tiny import build_tiny_dinov2, build_tiny_llava
 
     summary = build_all(args.out, seed=args.seed)

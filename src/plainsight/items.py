@@ -25,6 +25,7 @@ Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 
 LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
+UNRECOVERED = "unrecovered_markers"  # meta key: why an item's marker coordinates are unknown (BLINK)
 
 
 @dataclass(frozen=True)

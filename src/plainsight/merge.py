@@ -17,7 +17,8 @@ from plainsight.errors import PlainsightError
 from plainsight.attention import mean_per_layer
 from plainsight.records import summarize, versus_base
 from plainsight.report import SCHEMA
-from plainsight.runner import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
+from plainsight.outcomes import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
+from plainsight.shards import parse_shard
 
 SHARD_KEY = "shard"
 # Record fields that summarize() derives from outcomes; everything else a shard record holds
@@ -31,26 +32,6 @@ DERIVED = {
     "mcnemar_p", "verdict", "reason", "checks", "baseline", "image_attention", "vs_base", SHARD_KEY,
 }  # fmt: skip
 MATCHING_METADATA = ("seed", "data_fingerprints", "prompt_fingerprints", "model_fingerprints")
-
-
-def parse_shard(value: str) -> tuple[int, int]:
-    """``"i/n"`` (1 ≤ i ≤ n) → (i, n); anything else is a PlainsightError saying the form."""
-    index, sep, count = value.partition("/")
-    try:
-        i, n = int(index), int(count)
-    except ValueError:
-        i, n = 0, 0
-    if not sep or not 1 <= i <= n:
-        raise PlainsightError(f"--shard {value!r}: expected i/n with 1 <= i <= n, e.g. 2/3")
-    return i, n
-
-
-def shard_items(items: list[Any], shard: tuple[int, int] | None) -> list[Any]:
-    """Shard i of n takes every n-th item starting at the (i-1)-th: deterministic, balanced, disjoint."""
-    if shard is None:
-        return items
-    index, count = shard
-    return items[index - 1 :: count]
 
 
 def _load(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

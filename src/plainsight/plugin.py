@@ -31,14 +31,14 @@ from plainsight.gates import Thresholds, check_models, data_error_failure, judge
 from plainsight.items import canonical_hash
 from plainsight.models.registry import ModelEntry, load_models_toml, select
 from plainsight.protocols import Protocol, get_protocol, task_options_with
-from plainsight.runner import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, Runner, RunOptions
+from plainsight.outcomes import OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_PROBE, ROLE_VISION, ROLE_VLM, Outcome
+from plainsight.runner import Runner, RunOptions
 
 log = logging.getLogger("plainsight")
 
 RECORDS_PROPERTY = "plainsight.records"
 CASE_PROPERTY = "plainsight.case"  # [task, model, role] of an eval test's reports: a failure becomes an error record
 ANSWERS_PROPERTY = "plainsight.answers"  # per test: outcomes reused from an earlier run vs computed (--resume)
-ROLE_PROBE = "probe"
 # The parametrized fixtures an eval test asks for, and the role each stands for.
 CASE_FIXTURES = {"vision_case": ROLE_VISION, "vlm_case": ROLE_VLM, "probe_case": ROLE_PROBE}
 STATE_KEY = pytest.StashKey["PluginState"]()
@@ -217,7 +217,7 @@ class PluginState:
 
 def _checked_shard(value: str | None) -> tuple[int, int] | None:
     from plainsight.errors import PlainsightError
-    from plainsight.merge import parse_shard
+    from plainsight.shards import parse_shard
 
     if value is None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plainsight.items import canonical_hash
+from plainsight.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,21 +31,17 @@ class Prompt:
         return canonical_hash({"id": self.id, "version": self.version, "text": self.text, "options": self.options})
 
 
-PROMPTS: dict[str, Prompt] = {}
+PROMPTS: Registry[Prompt] = Registry("prompt")
 
 
 def register(prompt: Prompt) -> Prompt:
-    if prompt.id in PROMPTS:
-        raise ValueError(f"prompt {prompt.id} registered twice")
-    PROMPTS[prompt.id] = prompt
-    return prompt
+    """Add a prompt under its id (a task names it as ``TaskSpec.prompt_id``)."""
+    return PROMPTS.register(prompt.id, prompt)
 
 
 def get(prompt_id: str) -> Prompt:
-    try:
-        return PROMPTS[prompt_id]
-    except KeyError:
-        raise KeyError(f"unknown prompt {prompt_id!r}; known: {sorted(PROMPTS)}") from None
+    """The prompt ``prompt_id``; an unknown id is a ConfigError listing the known ones."""
+    return PROMPTS.get(prompt_id)
 
 
 # Verbatim from BLINK (Visual_Correspondence); ../shared/reference/protocol.md.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plainsight.runner import INVALID, ROLE_VLM, Outcome, RoleRun
+from plainsight.outcomes import INVALID, ROLE_VLM, Outcome, RoleRun
 from plainsight.scoring import chance_floor, distribution, mcnemar_exact, tv_distance, wilson_interval
 
 

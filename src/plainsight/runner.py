@@ -17,84 +17,26 @@ from contextlib import nullcontext
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 from PIL import Image
 
-from plainsight import render
 from plainsight.attention import mean_per_layer
 from plainsight.errors import DataError, PlainsightError
 from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint, out_of_image
 from plainsight.models.registry import ModelEntry, load_failure
+from plainsight.outcomes import (
+    DATA_ERROR, INVALID, OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, OutcomeSink, RoleRun,
+    outcome_from_json,
+)
 from plainsight.scoring import choose, parse_choice
+from plainsight.shards import shard_items
 from plainsight.tasks import LoadRequest, get_task
-
-if TYPE_CHECKING:  # geometry imports torch; keep `import plainsight.plugin` light
-    from plainsight import geometry
+from plainsight.views import vlm_preprocess_spec, vlm_view
 
 log = logging.getLogger("plainsight")
 
-ROLE_VISION, ROLE_VLM, ROLE_BLIND = "vision", "vlm", "blind"
-OWN_TOWER_SUFFIX = "/own_tower"
 DECODE_CACHE_SIZE = 64  # decoded source images kept per runner (bounded: real datasets have large images)
-INVALID = "invalid"  # the model's preprocessing cannot use the item (cropped image or marker, unreadable markers)
-DATA_ERROR = "data_error"  # the item's data is bad (missing or undecodable image, size or geometry that does not fit)
-
-
-@dataclass
-class Outcome:
-    """What one model in one role answered on one item."""
-
-    item_id: str
-    gold: str
-    pred: str | None
-    reason: str | None = None  # None | "tie" | "nan" | "invalid" | "parse_failure" | "data_error"
-    scores: dict[str, float] | None = None
-    detail: str | None = None  # invalid: why; data_error: the file (or item) and what is wrong with it
-    attention: list[float] | None = None  # per LLM layer: the answer position's attention share on image tokens
-
-    @property
-    def valid(self) -> bool:
-        """Scored: neither invalid for the model nor a data fault (both count wrong in ``accuracy``)."""
-        return self.reason not in (INVALID, DATA_ERROR)
-
-    @property
-    def data_error(self) -> bool:
-        return self.reason == DATA_ERROR
-
-    @property
-    def correct(self) -> bool:
-        return self.valid and self.pred is not None and self.pred == self.gold
-
-    def to_json(self, task: str, model: str, role: str) -> dict[str, Any]:
-        scores = None
-        if self.scores is not None:
-            scores = {k: (round(v, 6) if np.isfinite(v) else str(v)) for k, v in self.scores.items()}
-        return {
-            "task": task,
-            "model": model,
-            "role": role,
-            "item": self.item_id,
-            "gold": self.gold,
-            "pred": self.pred,
-            "correct": self.correct,
-            "reason": self.reason,
-            "detail": self.detail,
-            "scores": scores,
-            **({"image_attention": [round(a, 6) for a in self.attention]} if self.attention is not None else {}),
-        }
-
-
-@dataclass
-class RoleRun:
-    task: str
-    model: str
-    role: str
-    item_set: str
-    outcomes: list[Outcome]
-    info: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,18 +70,6 @@ def resolve_dtype(requested: str, device: str) -> str:
     if requested in ("", "auto"):
         return "bfloat16" if device.startswith("cuda") else "float32"
     return requested
-
-
-OutcomeSink = Callable[[str, str, str, Outcome, "str | None"], None]  # task, model, role, outcome, answer key
-
-
-def outcome_from_json(row: dict[str, Any]) -> Outcome:
-    """An items.jsonl line back into an Outcome (scores written as "nan"/"inf" strings become floats)."""
-    scores = row.get("scores")
-    if scores is not None:
-        scores = {k: float(v) for k, v in scores.items()}
-    return Outcome(row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"),
-                   row.get("image_attention"))
 
 
 class Runner:
@@ -185,8 +115,6 @@ class Runner:
                 source=self.options.source, options=self.options.task_options.get(task_id, {}),
                 prefer=get_protocol(self.options.protocol).sources.get(task_id, ()),
             )
-            from plainsight.merge import shard_items
-
             items = task.load_items(req)
             self.skipped[task_id] = dict(sorted(req.skipped.items()))
             trained_on = self.training_items.get(task_id, {})
@@ -254,14 +182,9 @@ class Runner:
         dtype = self.dtype_for(entry, device)
         started = time.perf_counter()
         try:
-            if entry.kind == "encoder":
-                from plainsight.models.encoders import load_encoder
+            from plainsight.models.loading import load_model
 
-                model = load_encoder(entry, device=device, dtype=dtype)
-            else:
-                from plainsight.models.vlms import load_vlm
-
-                model = load_vlm(entry, device=device, dtype=dtype)
+            model = load_model(entry, device=device, dtype=dtype)
         except PlainsightError:
             raise
         except Exception as exc:  # a present model that breaks while loading: one line naming the file and cause
@@ -382,7 +305,7 @@ class Runner:
             log.info("%s × %s (%s): %d/%d items", run.task, run.model, run.role, done, total)
 
     def _run_vision(self, task_id: str, model_name: str, items: list[Item]) -> RoleRun:
-        from plainsight.readouts import PREPARE, READOUTS
+        from plainsight.readouts import READOUTS
 
         task = get_task(task_id)
         # The model is loaded (and a probe prepared) even when every answer is stored: the record
@@ -390,14 +313,13 @@ class Runner:
         answer_keys = self._answer_keys(task_id, model_name, ROLE_VISION, items)
         stored = self._stored_answers(answer_keys, items)
         encoder = self.encoder(model_name)
-        readout = READOUTS[task.readout]
+        readout = READOUTS.get(task.readout)
         run = RoleRun(task_id, model_name, ROLE_VISION, "", [], info={"readout": task.readout, **self.placement})
         run.info["preprocess"] = getattr(getattr(encoder, "spec", None), "source", "") or None
         prepared: dict[str, Any] = {}
-        if task.readout in PREPARE:
-            prepared = PREPARE[task.readout](self, model_name, encoder)
+        if readout.prepare is not None:
+            prepared = readout.prepare(self, model_name, encoder)
             run.info.update(prepared.pop("info", {}))
-        uses_features = getattr(readout, "uses_features", True)
         cache: dict[tuple, Any] = {}  # image key → features; only images that decoded are encoded
         for done, (item, answer) in enumerate(zip(items, stored), 1):
             if answer is not None:
@@ -410,7 +332,7 @@ class Runner:
                 continue
             try:
                 features = None
-                if uses_features:
+                if readout.uses_features:
                     # Encode each distinct source image once per encoder (HPatches reuses image 1 across pairs).
                     keys = [_image_key(im) for im in item.images]
                     missing = [i for i, k in enumerate(keys) if k not in cache]
@@ -419,7 +341,7 @@ class Runner:
                         for i, feats in zip(missing, encoder.encode(images)):
                             cache[keys[i]] = feats
                     features = [cache[k] for k in keys]
-                result = readout(encoder, item, features, **prepared)
+                result = readout.answer(encoder, item, features, **prepared)
             except DataError as exc:  # the item's own record is malformed (a point or box it lacks, …)
                 self._data_error(run, item, str(exc), answer_keys[item.id])
                 self._progress(run, done, len(items))
@@ -536,92 +458,3 @@ def _prefetched(
         if nxt is not None:
             queue.append(pool.submit(fn, nxt))
         yield result
-
-
-def vlm_preprocess_spec(vlm: Any) -> "geometry.PreprocessSpec | None":
-    """The geometric preprocessing a VLM applies to its images, when we can model it.
-
-    A VLM that preprocesses by itself (Prismatic) says so with ``preprocess_spec``; otherwise
-    the spec is read from its transformers image processor.
-    """
-    from plainsight import geometry
-
-    own = getattr(vlm, "preprocess_spec", None)
-    if own is not None:
-        return own
-    processor = getattr(vlm, "processor", None)
-    image_processor = getattr(processor, "image_processor", None)
-    if image_processor is None:
-        return None
-    try:
-        return geometry.spec_from_hf(image_processor)
-    except (ValueError, NotImplementedError, KeyError, TypeError):
-        return None
-
-
-def compose_view(images: list[Image.Image], image_mode: str) -> tuple[list[Image.Image], list[tuple[int, int]]]:
-    """The images a VLM receives for an item in an image mode, and each source image's offset in them."""
-    if image_mode == "side_by_side":
-        canvas, offsets = render.compose_side_by_side(images)
-        return [canvas], offsets
-    return images, [(0, 0)] * len(images)
-
-
-def vlm_view(
-    render_fn: Callable[[Item, list[Image.Image]], list[Image.Image]],
-    item: Item,
-    image_mode: str,
-    spec: "geometry.PreprocessSpec | None",
-    *,
-    blind: bool = False,
-    images: list[Image.Image] | None = None,
-    image_resize: str = "letterbox",
-) -> tuple[list[Image.Image], str | None]:
-    """What the VLM is shown for an item, or the reason the item is invalid for it.
-
-    ``image_resize = "letterbox"`` (default): a shown image that the model's preprocessing would
-    crop is first padded with the processor's mean colour to the crop's aspect ratio (LLaVA's
-    ``expand2square``), so the model sees all of it. ``"processor"``: the processor's own resize
-    and crop, and an item any of whose images (or markers) is cropped, even partly, is invalid,
-    with each image's visible share in the reason — never silently scored on a part.
-    Blind runs replace every image by a white one of the same size before composition.
-    """
-    from plainsight import geometry
-
-    if blind:
-        sources = [Image.new("RGB", tuple(im.size), (255, 255, 255)) for im in item.images]
-    else:
-        sources = render_fn(item, images if images is not None else item.load_images())
-    shown, offsets = compose_view(sources, image_mode)
-    if spec is None:
-        return shown, None
-    shown = list(shown)
-    # Which shown image holds each source image, and where.
-    holders = [0] * len(sources) if image_mode == "side_by_side" else list(range(len(sources)))
-    offsets = list(offsets)
-    if image_resize == "letterbox":
-        for idx, target in enumerate(shown):
-            box = geometry.letterbox_for(spec, target.size)
-            if box is not None:
-                shown[idx] = box.apply(target)
-                offsets = [(dx + box.offset[0], dy + box.offset[1]) if holders[i] == idx else (dx, dy)
-                           for i, (dx, dy) in enumerate(offsets)]  # fmt: skip
-    shares = [
-        geometry.visible_share(spec, shown[holders[i]].size, (dx, dy, dx + im.size[0], dy + im.size[1]))
-        for i, (im, (dx, dy)) in enumerate(zip(sources, offsets))
-    ]
-    if min(shares) < 1.0:
-        visible = ", ".join(f"image {i + 1} {share:.0%}" for i, share in enumerate(shares))
-        return shown, (
-            f"only partly visible after the model's preprocessing ({spec.describe()}): {visible} "
-            f"(image_resize = {image_resize!r}; 'letterbox' keeps every image whole)"
-        )
-    for idx, (im, (dx, dy)) in enumerate(zip(item.images, offsets)):
-        transform = geometry.plan(spec, shown[holders[idx]].size)
-        for label, (x, y) in im.points.items():
-            if not transform.contains((x + dx, y + dy)):
-                return shown, (
-                    f"marker {label} at ({x:.0f}, {y:.0f}) of image {idx + 1} is cropped away by the "
-                    f"model's preprocessing ({spec.source or 'image processor'})"
-                )
-    return shown, None

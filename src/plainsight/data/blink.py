@@ -23,14 +23,13 @@ from PIL import Image, UnidentifiedImageError
 
 from plainsight.data import read_parquet_rows
 from plainsight.errors import DataError, DatasetNotFound
-from plainsight.items import LETTERS, Item, ItemImage
+from plainsight.items import LETTERS, UNRECOVERED, Item, ItemImage
 
 FOLDER = "BLINK"
 SPLIT = "val"
 IMAGE_COLUMNS = ("image_1", "image_2", "image_3", "image_4")
 REQUIRED = ("idx", *IMAGE_COLUMNS, "choices", "answer", "prompt")  # the release has all four image columns (null when unused)
 ANSWER = re.compile(r"^\(([A-Z])\)$")
-UNRECOVERED = "unrecovered_markers"  # meta key: why an item's marker coordinates are unknown
 
 
 def find_subtask_file(data_root: Path, subtask: str) -> Path:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plainsight.data.embedded.art_style_twin import build_art_style_twin
-from plainsight.data.embedded.blink_twin import build_blink_twin
-from plainsight.data.embedded.depth_twin import build_cvbench_twin, build_nyuv2_twin
-from plainsight.data.embedded.funkpoint_twin import build_funkpoint_twin
-from plainsight.data.embedded.hpatches_twin import build_hpatches_twin
-from plainsight.data.embedded.mochi_twin import build_mochi_twin
-from plainsight.data.embedded.photos import attribution_markdown
-from plainsight.data.embedded.spair_twin import build_spair_twin
+from plainsight.embedded.art_style_twin import build_art_style_twin
+from plainsight.embedded.blink_twin import build_blink_twin
+from plainsight.embedded.depth_twin import build_cvbench_twin, build_nyuv2_twin
+from plainsight.embedded.funkpoint_twin import build_funkpoint_twin
+from plainsight.embedded.hpatches_twin import build_hpatches_twin
+from plainsight.embedded.mochi_twin import build_mochi_twin
+from plainsight.embedded.photos import attribution_markdown
+from plainsight.embedded.spair_twin import build_spair_twin
 
 # Order matters: the BLINK twin is drawn from the SPair and FunKPoint twins, and the CV-Bench twin balances its items against the layout prior of the NYUv2 twin.
 BUILDERS = [build_hpatches_twin, build_spair_twin, build_funkpoint_twin, build_blink_twin, build_nyuv2_twin,

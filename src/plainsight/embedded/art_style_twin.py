@@ -3,7 +3,7 @@
 Each item is a reference painting (photo crop P in style S), a candidate in the same style
 S showing another photo, and a candidate showing the *same crop P* in another style. Only
 style separates the candidates: a readout of content (colours, layout) picks the wrong
-one. Styles come from :mod:`plainsight.data.embedded.styles`, which keeps each photo's
+one. Styles come from :mod:`plainsight.embedded.styles`, which keeps each photo's
 palette on purpose. Every ordered pair of styles (reference style, distractor style) is
 used equally often, and the answer is balanced between (A) and (B).
 ``BLINK/Art_Style/plainsight_truth.jsonl`` records each image's photo, crop and style.
@@ -21,9 +21,9 @@ from PIL import Image
 
 from plainsight import prompts
 from plainsight.data.blink import SPLIT
-from plainsight.data.embedded.blink_twin import write_rows
-from plainsight.data.embedded.photos import PHOTOS
-from plainsight.data.embedded.styles import STYLES, stylise
+from plainsight.embedded.blink_twin import write_rows
+from plainsight.embedded.photos import PHOTOS
+from plainsight.embedded.styles import STYLES, stylise
 from plainsight.tasks.keypoint_items import balanced_slots
 
 SUBTASK = "Art_Style"

@@ -25,8 +25,8 @@ from PIL import Image
 
 from plainsight import prompts
 from plainsight.data.cvbench import FOLDER as CVBENCH
-from plainsight.data.embedded.raycast import Camera, Material, Primitive, render
-from plainsight.data.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material
+from plainsight.embedded.raycast import Camera, Material, Primitive, render
+from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material
 from plainsight.data.nyuv2 import FOLDER as NYU
 from plainsight.data.nyuv2 import LABELED, SPLITS
 from plainsight.render import BOX_COLORS, draw_boxes

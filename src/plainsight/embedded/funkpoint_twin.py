@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plainsight.data.embedded.objects import FUNCTIONAL_POINTS, TOOLS_BY_ACTION
-from plainsight.data.embedded.raycast import rotation_z
-from plainsight.data.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material, stage
+from plainsight.embedded.objects import FUNCTIONAL_POINTS, TOOLS_BY_ACTION
+from plainsight.embedded.raycast import rotation_z
+from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material, stage
 from plainsight.data.funkpoint import FOLDER, LABELS
 
 INSTANCES = 14

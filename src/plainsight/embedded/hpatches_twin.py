@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from plainsight.data.embedded.photos import PHOTOS
+from plainsight.embedded.photos import PHOTOS
 from plainsight.data.hpatches import FOLDER, load_pairs
 
 SIZE = (160, 120)  # (W, H) of every image

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plainsight.data.embedded.objects import SEMANTIC_CATEGORIES, Shape
-from plainsight.data.embedded.raycast import Material, Primitive, rotation_x, rotation_y, rotation_z
-from plainsight.data.embedded.scenes import stage
+from plainsight.embedded.objects import SEMANTIC_CATEGORIES, Shape
+from plainsight.embedded.raycast import Material, Primitive, rotation_x, rotation_y, rotation_z
+from plainsight.embedded.scenes import stage
 from plainsight.data.mochi import FOLDER
 from plainsight.tasks.keypoint_items import balanced_slots
 

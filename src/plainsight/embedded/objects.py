@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from plainsight.data.embedded.raycast import Material, Primitive, rotation_z
+from plainsight.embedded.raycast import Material, Primitive, rotation_z
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One object in front of a blurred photo: the shared staging of the rendered twins.
 
-``stage`` frames a :class:`~plainsight.data.embedded.objects.Shape` from a viewpoint
+``stage`` frames a :class:`~plainsight.embedded.objects.Shape` from a viewpoint
 and returns the picture with every keypoint's exact pixel position and visibility,
 the object's bounding box and mask.
 """
@@ -13,9 +13,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
-from plainsight.data.embedded.objects import Shape
-from plainsight.data.embedded.photos import PHOTOS
-from plainsight.data.embedded.raycast import Camera, Material, render, rotation_y, visible
+from plainsight.embedded.objects import Shape
+from plainsight.embedded.photos import PHOTOS
+from plainsight.embedded.raycast import Camera, Material, render, rotation_y, visible
 
 TEXTURE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower", "gravel", "immunohistochemistry")
 BACKGROUND_PHOTOS = ("china", "flower", "gravel", "camera", "astronaut", "chelsea")

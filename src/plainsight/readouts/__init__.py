@@ -1,21 +1,15 @@
-"""Vision readouts: how an encoder answers a task's item from its features (registry by name).
+"""Vision readouts: how an encoder answers a task's item from its features, one module per readout.
 
-A readout is called as ``readout(encoder, item, features, **prepared)``; ``PREPARE`` holds,
-for readouts that need it, what runs once per (task, encoder) first (training a probe).
+Each module registers its :class:`~plainsight.readouts.base.Readout` in ``READOUTS`` under the name
+tasks give as ``TaskSpec.readout``; importing this package imports every module in it.
 """
 
-from plainsight.readouts.correspondence import ReadoutResult, correspondence_readout
-from plainsight.readouts.depth import depth_readout, prepare_depth_probe
-from plainsight.readouts.odd_one_out import odd_one_out_readout
-from plainsight.readouts.style import style_readout
+import importlib
+import pkgutil
 
-READOUTS = {
-    "correspondence": correspondence_readout,
-    "depth": depth_readout,
-    "odd_one_out": odd_one_out_readout,
-    "style": style_readout,
-}
-PREPARE = {"depth": prepare_depth_probe}
+from plainsight.readouts.base import READOUTS, Readout, ReadoutResult
 
-__all__ = ["PREPARE", "READOUTS", "ReadoutResult", "correspondence_readout", "depth_readout", "odd_one_out_readout",
-           "style_readout"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["READOUTS", "Readout", "ReadoutResult"]

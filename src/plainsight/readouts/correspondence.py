@@ -13,25 +13,15 @@ whose markers could not be recovered is invalid, with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plainsight.data.blink import UNRECOVERED
 from plainsight.errors import DataError
 from plainsight.geometry import sample_points
-from plainsight.items import Item
+from plainsight.items import UNRECOVERED, Item
 from plainsight.models.encoders import Encoder, Features
-
-
-@dataclass
-class ReadoutResult:
-    """Per-choice scores (higher = more likely), or None with the reason the item is invalid for this encoder."""
-
-    scores: dict[str, float] | None
-    invalid_reason: str | None = None
+from plainsight.readouts.base import READOUTS, Readout, ReadoutResult
 
 
 def correspondence_readout(encoder: Encoder, item: Item, features: list[Features] | None = None) -> ReadoutResult:
@@ -80,3 +70,6 @@ def _sample(feats: Features, points: list[tuple[float, float]]) -> torch.Tensor:
     grid = np.array([feats.transform.to_grid(p) for p in points], dtype=np.float32)
     unit_map = F.normalize(feats.patches.float(), dim=0)
     return F.normalize(sample_points(unit_map, grid), dim=-1)
+
+
+READOUTS.register("correspondence", Readout(correspondence_readout))

@@ -12,7 +12,7 @@ from typing import Any
 
 from plainsight.errors import DataError
 from plainsight.items import Item
-from plainsight.readouts.correspondence import ReadoutResult
+from plainsight.readouts.base import READOUTS, Readout, ReadoutResult
 from plainsight.readouts.depth_probe import DepthProbe, box_in_input
 
 
@@ -30,9 +30,6 @@ def depth_readout(encoder: Any, item: Item, features: Any = None, *, probe: Dept
         x1, y1, x2, y2 = region
         scores[letter] = -float(pred[y1 : y2 + 1, x1 : x2 + 1].mean())
     return ReadoutResult(scores)
-
-
-depth_readout.uses_features = False  # it runs the encoder's intermediate layers itself
 
 
 def prepare_depth_probe(runner: Any, model_name: str, encoder: Any) -> dict[str, Any]:
@@ -53,3 +50,7 @@ def prepare_depth_probe(runner: Any, model_name: str, encoder: Any) -> dict[str,
     fingerprint = encoder_fingerprint(entry, encoder) if entry is not None else model_name
     probe = ensure_probe(encoder, fingerprint, nyu, recipe, runner.options.cache_dir, device=device)
     return {"probe": probe, "info": {"probe": probe.info, "probe_data": str(nyu.path)}}
+
+
+# The readout runs the encoder's intermediate layers itself (uses_features=False).
+READOUTS.register("depth", Readout(depth_readout, prepare=prepare_depth_probe, uses_features=False))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from plainsight.errors import DataError
 from plainsight.items import Item
 from plainsight.models.encoders import Encoder, Features
-from plainsight.readouts.correspondence import ReadoutResult
+from plainsight.readouts.base import READOUTS, Readout, ReadoutResult
 
 
 def odd_one_out_scores(pooled: torch.Tensor) -> list[float]:
@@ -38,3 +38,6 @@ def odd_one_out_readout(encoder: Encoder, item: Item, features: list[Features] |
     if not torch.isfinite(pooled).all():
         return ReadoutResult(None, f"{encoder.name} produced non-finite pooled features")
     return ReadoutResult(dict(zip(item.choices, odd_one_out_scores(pooled))))
+
+
+READOUTS.register("odd_one_out", Readout(odd_one_out_readout))

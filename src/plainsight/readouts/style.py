@@ -14,7 +14,7 @@ import torch
 from plainsight.errors import DataError
 from plainsight.items import Item
 from plainsight.models.encoders import Encoder, Features
-from plainsight.readouts.correspondence import ReadoutResult
+from plainsight.readouts.base import READOUTS, Readout, ReadoutResult
 
 
 def gram_matrix(patches: torch.Tensor) -> torch.Tensor:
@@ -35,3 +35,6 @@ def style_readout(encoder: Encoder, item: Item, features: list[Features] | None 
         return ReadoutResult(None, f"{encoder.name} produced non-finite patch features")
     reference = grams[0]
     return ReadoutResult({letter: -float(((g - reference) ** 2).mean()) for letter, g in zip(item.choices, grams[1:])})
+
+
+READOUTS.register("style", Readout(style_readout))

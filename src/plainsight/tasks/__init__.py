@@ -1,43 +1,42 @@
-"""Task registry: one module per task; adding a task = one module + one line here."""
+"""The tasks: one module per task in this package, each ending in ``SPEC = register(TaskSpec(...))``.
+
+Task modules are found by listing the package, so adding a task is adding its module (and its
+prompt and eval test); helper modules (``base``, ``sources``, ``keypoint_items``) register nothing.
+"""
 
 from __future__ import annotations
 
-from plainsight.errors import ConfigError
-from plainsight.tasks.base import LoadRequest, TaskSpec, parse_task_options
+import importlib
+import pkgutil
 
-TASKS: dict[str, TaskSpec] = {}
+from plainsight.tasks.base import TASKS, LoadRequest, TaskSpec, parse_task_options, register
 
-
-def register(spec: TaskSpec) -> TaskSpec:
-    if spec.id in TASKS:
-        raise ValueError(f"task {spec.id} registered twice")
-    TASKS[spec.id] = spec
-    return spec
+HELPER_MODULES = ("base", "sources", "keypoint_items")
 
 
 def get_task(task_id: str) -> TaskSpec:
-    _load_builtin()
-    try:
-        return TASKS[task_id]
-    except KeyError:
-        raise ConfigError(f"unknown task {task_id!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+    """The registered task ``task_id``; an unknown id is a ConfigError listing the known ones."""
+    _discover()
+    return TASKS.get(task_id)
 
 
 def all_tasks() -> dict[str, TaskSpec]:
-    _load_builtin()
-    return dict(TASKS)
+    """Every registered task, by id."""
+    _discover()
+    return dict(TASKS.items())
 
 
-def _load_builtin() -> None:
-    # Imported lazily so that `plainsight.tasks.base` has no import cycle with the task modules.
-    from plainsight.tasks import (  # noqa: F401
-        art_style,
-        depth,
-        functional_correspondence,
-        low_level_matching,
-        object_3d,
-        semantic_correspondence,
-    )
+_discovered = False
+
+
+def _discover() -> None:
+    # Lazily, on first use: `import plainsight.tasks` alone stays light (the plugin imports it in every session).
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            if module.name not in HELPER_MODULES:
+                importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
 
 
 __all__ = ["LoadRequest", "TaskSpec", "parse_task_options", "TASKS", "register", "get_task", "all_tasks"]

@@ -14,9 +14,7 @@ from plainsight import prompts, render
 from plainsight.data.blink import load_items as load_blink_items
 from plainsight.errors import DataError
 from plainsight.items import Item
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
-from plainsight.tasks.sources import load_from_sources
+from plainsight.tasks.base import LoadRequest, TaskSpec, register
 
 TASK_ID = "art_style"
 BLINK_SUBTASK = "Art_Style"
@@ -36,20 +34,14 @@ def _blink(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"blink": _blink}
 
 
-def load_items(req: LoadRequest) -> list[Item]:
-    return load_from_sources(TASK_ID, req, SOURCES)
-
 
 SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="art_style",
-        n_choices=2,
         prompt_id=prompts.BLINK_ART_STYLE.id,
         readout="style",
-        load_items=load_items,
         render=render.no_markers,
-        description="BLINK Art_Style (which candidate shares the reference's style), Gram-matrix readout",
-        sources=tuple(SOURCES),
+        sources=SOURCES,
     )
 )

@@ -16,9 +16,7 @@ from plainsight import prompts
 from plainsight.data.cvbench import load_depth
 from plainsight.items import Item
 from plainsight.render import BOX_COLORS, draw_boxes
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
-from plainsight.tasks.sources import load_from_sources
+from plainsight.tasks.base import LoadRequest, TaskSpec, register
 
 log = logging.getLogger("plainsight")
 
@@ -45,8 +43,7 @@ def _skip_reason(file: str, kind: str) -> str:
     return f"{file}: rows of task {kind!r} (not depth)"
 
 
-def load_items(req: LoadRequest) -> list[Item]:
-    return load_from_sources(TASK_ID, req, {"cvbench": _cvbench})
+SOURCES = {"cvbench": _cvbench}
 
 
 def render_boxes(item: Item, images: list[Image.Image]) -> list[Image.Image]:
@@ -60,12 +57,9 @@ SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="depth",
-        n_choices=2,
         prompt_id=PROMPT.id,
         readout="depth",
-        load_items=load_items,
         render=render_boxes,
-        description="CV-Bench 3D relative depth (red vs blue box), DPT depth probe readout",
-        sources=("cvbench",),
+        sources=SOURCES,
     )
 )

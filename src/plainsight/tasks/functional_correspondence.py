@@ -18,10 +18,9 @@ import numpy as np
 from plainsight import prompts, render
 from plainsight.data.funkpoint import FunKPointColumns, FunKPointRow, load_rows
 from plainsight.items import Item
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.base import LoadRequest, TaskSpec, register
 from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items
-from plainsight.tasks.sources import blink_source, load_from_sources
+from plainsight.tasks.sources import blink_source
 
 TASK_ID = "functional_correspondence"
 PROMPT = prompts.FUNCTIONAL_CORRESPONDENCE
@@ -92,20 +91,14 @@ def _funkpoint(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"funkpoint": _funkpoint, "blink": blink_source(BLINK_SUBTASK, TASK_ID)}
 
 
-def load_items(req: LoadRequest) -> list[Item]:
-    return load_from_sources(TASK_ID, req, SOURCES)
-
 
 SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="correspondence",
-        n_choices=4,
         prompt_id=PROMPT.id,
         readout="correspondence",
-        load_items=load_items,
         render=render.draw_item_points,
-        description="FunKPoint functional (affordance) correspondence (BLINK Functional_Correspondence protocol)",
-        sources=tuple(SOURCES),
+        sources=SOURCES,
     )
 )

@@ -21,10 +21,9 @@ from plainsight.data.hpatches import HPatchesPair, load_pairs
 from plainsight.errors import DataError
 from plainsight.geometry import apply_homography
 from plainsight.items import LETTERS, Item, ItemImage
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.base import LoadRequest, SourceLoader, TaskSpec, register
 from plainsight.tasks.keypoint_items import balanced_slots
-from plainsight.tasks.sources import blink_source, load_from_sources
+from plainsight.tasks.sources import blink_source
 
 TASK_ID = "low_level_matching"
 PROMPT = prompts.BLINK_VISUAL_CORRESPONDENCE
@@ -178,31 +177,27 @@ def _pt(p: np.ndarray) -> tuple[float, float]:
     return (round(float(p[0]), 2), round(float(p[1]), 2))
 
 
-def load_items(req: LoadRequest, **overrides: float) -> list[Item]:
-    """The task's items from HPatches (or BLINK Visual_Correspondence) under ``req.data_root``.
-
-    The embedded twin when ``data_root`` is None. Keyword ``overrides`` replace fields of
-    :data:`DEFAULT_DIFFICULTY` for HPatches items, e.g. ``min_distance=0.1``.
-    """
+def sources_with(**overrides: float) -> dict[str, SourceLoader]:
+    """The task's sources, HPatches items drawn with fields of :data:`DEFAULT_DIFFICULTY` replaced
+    (e.g. ``min_distance=0.1``); the embedded twin when ``req.data_root`` is None."""
     difficulty = replace(DEFAULT_DIFFICULTY, **overrides)
 
     def hpatches(root: Path, req: LoadRequest) -> list[Item]:
         return build_items(load_pairs(root), seed=req.seed, difficulty=difficulty)
 
-    blink = blink_source("Visual_Correspondence", TASK_ID)
-    return load_from_sources(TASK_ID, req, {"hpatches": hpatches, "blink": blink})
+    return {"hpatches": hpatches, "blink": blink_source("Visual_Correspondence", TASK_ID)}
+
+
+SOURCES = sources_with()
 
 
 SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="correspondence",
-        n_choices=4,
         prompt_id=PROMPT.id,
         readout="correspondence",
-        load_items=load_items,
         render=render.draw_item_points,
-        description="HPatches-style low-level matching (BLINK Visual_Correspondence protocol)",
-        sources=("hpatches", "blink"),
+        sources=SOURCES,
     )
 )

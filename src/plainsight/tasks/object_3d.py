@@ -16,9 +16,7 @@ from plainsight import prompts, render
 from plainsight.data.mochi import load_trials
 from plainsight.errors import ConfigError
 from plainsight.items import Item
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
-from plainsight.tasks.sources import load_from_sources
+from plainsight.tasks.base import LoadRequest, TaskSpec, register
 
 log = logging.getLogger("plainsight")
 
@@ -46,21 +44,15 @@ def _mochi(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"mochi": _mochi}
 
 
-def load_items(req: LoadRequest) -> list[Item]:
-    return load_from_sources(TASK_ID, req, SOURCES)
-
 
 SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="object_3d",
-        n_choices=3,
         prompt_id=prompts.OBJECT_3D.id,
         readout="odd_one_out",
-        load_items=load_items,
         render=render.no_markers,
-        description="MOCHI 3D oddity (which view shows a different object), pooled-feature similarity readout",
-        sources=tuple(SOURCES),
+        sources=SOURCES,
         options={"n_objects": "images per MOCHI trial: 3 (default, chance 1/3) or 4 (the barense trials)"},
     )
 )

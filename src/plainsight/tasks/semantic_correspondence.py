@@ -14,10 +14,9 @@ from pathlib import Path
 from plainsight import prompts, render
 from plainsight.data.spair import load_pairs
 from plainsight.items import Item
-from plainsight.tasks import register
-from plainsight.tasks.base import LoadRequest, TaskSpec
+from plainsight.tasks.base import LoadRequest, TaskSpec, register
 from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items
-from plainsight.tasks.sources import blink_source, load_from_sources
+from plainsight.tasks.sources import blink_source
 
 TASK_ID = "semantic_correspondence"
 PROMPT = prompts.BLINK_SEMANTIC_CORRESPONDENCE
@@ -58,20 +57,14 @@ def _spair(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"spair": _spair, "blink": blink_source(BLINK_SUBTASK, TASK_ID)}
 
 
-def load_items(req: LoadRequest) -> list[Item]:
-    return load_from_sources(TASK_ID, req, SOURCES)
-
 
 SPEC = register(
     TaskSpec(
         id=TASK_ID,
         family="correspondence",
-        n_choices=4,
         prompt_id=PROMPT.id,
         readout="correspondence",
-        load_items=load_items,
         render=render.draw_item_points,
-        description="SPair-71k semantic correspondence (BLINK Semantic_Correspondence protocol)",
-        sources=tuple(SOURCES),
+        sources=SOURCES,
     )
 )
