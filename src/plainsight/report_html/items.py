@@ -129,7 +129,7 @@ def rendered_item_images(
     The model's own resize/crop is not applied. Unknown items give None; a task whose items
     cannot be loaded raises the same error for each of its items.
     """
-    from plainsight.runner import vlm_view
+    from plainsight.views import vlm_view
     from plainsight.tasks import LoadRequest, get_task
 
     loaded: dict[str, tuple[Any, dict[str, Any]] | Exception] = {}
