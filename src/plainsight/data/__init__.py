@@ -1,4 +1,9 @@
-"""Native-format loaders (one module per format) and the embedded benchmark."""
+"""Native-format readers, one module per dataset format, and what they share.
+
+Each reader module registers its format's name in :data:`SOURCES` (with where the format is
+looked for); tasks name these formats in ``TaskSpec.sources``. The embedded benchmark's builders
+are in :mod:`plainsight.embedded`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from plainsight.registry import Registry
+
 EMBEDDED_ENV = "PLAINSIGHT_EMBEDDED_DATA"
+# format name → where the reader looks for it under --data-root (`--data-source NAME` picks one)
+SOURCES: Registry[str] = Registry("data source")
 
 
 def find_dataset_folder(data_root: Path, folder: str, marker: str, *, name: str, expect: str) -> Path:

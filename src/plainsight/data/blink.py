@@ -21,9 +21,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import read_parquet_rows
+from plainsight.data import SOURCES, read_parquet_rows
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, UNRECOVERED, Item, ItemImage
+
+SOURCES.register("blink", "BLINK/<Subtask>/val-00000-of-00001.parquet")
 
 FOLDER = "BLINK"
 SPLIT = "val"

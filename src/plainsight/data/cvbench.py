@@ -19,9 +19,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import is_number, read_parquet_rows, read_text
+from plainsight.data import SOURCES, is_number, read_parquet_rows, read_text
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
+
+SOURCES.register("cvbench", "CV-Bench/test_3d.parquet, test.parquet or test_3d.jsonl + img/")
 
 FOLDER = "CV-Bench"
 FILES = ("test_3d.parquet", "test.parquet", "test_3d.jsonl")

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import find_dataset_folder, read_text
+from plainsight.data import SOURCES, find_dataset_folder, read_text
 from plainsight.errors import DataError
+
+SOURCES.register("funkpoint", "FunKPoint/labels.csv + images")
 
 FOLDER = "FunKPoint"
 LABELS = "labels.csv"

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from plainsight.data import read_text
+from plainsight.data import SOURCES, read_text
 from plainsight.errors import DataError, DatasetNotFound
+
+SOURCES.register("hpatches", "hpatches-sequences-release/{i_*,v_*}/")
 
 FOLDER = "hpatches-sequences-release"
 IMAGE_EXTS = (".ppm", ".png", ".jpg")

@@ -20,9 +20,11 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from plainsight import prompts
-from plainsight.data import read_parquet_rows
+from plainsight.data import SOURCES, read_parquet_rows
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.items import LETTERS, Item, ItemImage
+
+SOURCES.register("mochi", "MOCHI/data/train-*.parquet")
 
 FOLDER = "MOCHI"
 FILE_GLOB = "train-*.parquet"

@@ -17,8 +17,10 @@ from typing import Any
 
 from PIL import Image
 
-from plainsight.data import is_number, read_text
+from plainsight.data import SOURCES, is_number, read_text
 from plainsight.errors import DataError, DatasetNotFound
+
+SOURCES.register("spair", "SPair-71k/ (PairAnnotation/test)")
 
 FOLDER = "SPair-71k"
 SPLITS = ("trn", "val", "test")
