@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from plainsight.errors import ConfigError
-from plainsight.report import SCHEMA, read_json_document
+from plainsight.records import SCHEMA, Record, read_json_document
 from plainsight.outcomes import DATA_ERROR, INVALID
 from plainsight.scoring import mcnemar_one_sided
 
@@ -63,7 +63,7 @@ class Baseline:
 
     def compare(
         self,
-        record: dict[str, Any],
+        record: Record,
         outcomes: dict[str, bool],
         *,
         prompt_fingerprint: str | None,
@@ -71,11 +71,11 @@ class Baseline:
         tolerance: float,
     ) -> BaselineVerdict:
         """The regression verdict of a new record (and its per-item correctness) against this baseline."""
-        key = (record["task"], record["model"], record["role"])
+        key = record.key
         stored = self.records.get(key)
         if stored is None or key not in self.outcomes:
             return BaselineVerdict("missing", f"no baseline record for {key} in {self.path}")
-        stored_prompt = self.metadata.get("prompt_fingerprints", {}).get(record["task"], {}).get("fingerprint")
+        stored_prompt = self.metadata.get("prompt_fingerprints", {}).get(record.task, {}).get("fingerprint")
         if prompt_fingerprint is not None and stored_prompt is not None and stored_prompt != prompt_fingerprint:
             return BaselineVerdict(
                 "not_comparable", f"prompt changed since the baseline (fingerprint {stored_prompt} -> {prompt_fingerprint})"

@@ -144,7 +144,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from plainsight import report as report_mod
     from plainsight.merge import merge_runs
 
-    metadata, records, rows = merge_runs(args.dirs, args.thresholds)
+    metadata, records, rows = merge_runs(args.dirs, args.thresholds, baseline_dir=args.baseline)
     out = args.out
     report_mod.atomic_write(out / "items.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
     report_mod.write_results(out, metadata, records)
@@ -153,10 +153,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     results, items = load_run(out)
     write_html(out, results, items, item_images=None if args.no_images else item_images_from_run(results))
-    print(report_mod.format_table(report_mod.SUMMARY_HEADER, report_mod.summary_rows(records)))
-    failed = [r for r in records if r.get("verdict") == "fail"]
+    print(report_mod.format_table(report_mod.SUMMARY_HEADER, report_mod.summary_rows([r.to_json() for r in records])))
+    failed = [r for r in records if r.verdict == "fail"]
     for r in failed:
-        print(f"FAIL {r['task']} × {r['model']} ({r['role']}): {r['reason']}")
+        print(f"FAIL {r.label}: {r.reason}")
     print(f"merged {len(args.dirs)} shards -> {out / 'results.json'} ({len(records)} records, {len(failed)} failed)")
     return 1 if failed else 0
 
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/merged"))
     p.add_argument("--thresholds", type=Path, default=Path("fixtures/thresholds.toml"))
     p.add_argument("--no-images", action="store_true", help="report.html without item images (data not on this machine)")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="also fail pairs significantly worse than the run stored in DIR (--update-baseline DIR)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("adapt", help="tune a VLM (prompt prefix or LoRA on one component) on a train split of a task")

@@ -36,9 +36,14 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from plainsight.errors import ConfigError
+from plainsight.outcomes import ROLE_VLM
+from plainsight.records import Record
+
+if TYPE_CHECKING:
+    from plainsight.baseline import Baseline
 
 GATE_KEYS = {
     "above_chance", "min_accuracy", "max_gap_to_vision", "min_tv_to_blind", "max_invalid_share", "expect", "reason",
@@ -185,7 +190,7 @@ def check_models(thresholds: Thresholds, model_names: Any) -> None:
 
 @dataclass
 class Verdict:
-    status: str  # pass | fail | xfail | skip
+    status: str  # pass | fail | xfail | skip | not_comparable
     reasons: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
 
@@ -194,85 +199,86 @@ class Verdict:
         return "; ".join(self.reasons)
 
 
-def data_error_failure(record: dict[str, Any], max_invalid_share: float = 0.0) -> str | None:
+def data_error_failure(record: Record, max_invalid_share: float = 0.0) -> str | None:
     """The ``max_invalid_share`` gate's message when too many of the record's items are data faults, else None."""
-    count, n = int(record.get("data_errors", 0) or 0), int(record.get("n", 0) or 0)
+    count, n = record.data_errors, record.n
     share = count / n if n else 0.0
     if count == 0 or share <= max_invalid_share:
         return None
-    files = list(record.get("data_error_files") or [])
+    files = list(record.data_error_files)
     shown = "; ".join(files[:DATA_ERROR_FILES_SHOWN])
     if len(files) > DATA_ERROR_FILES_SHOWN:
         shown += f"; and {len(files) - DATA_ERROR_FILES_SHOWN} more"
-    label = f"{record['task']} × {record['model']} ({record['role']})"
+    label = record.label
     return (
         f"{label}: {count} of {n} item(s) ({share:.1%}) not scored for data errors > max_invalid_share "
         f"{max_invalid_share:g}: {shown}"
     )
 
 
-def integrity_failures(record: dict[str, Any], max_invalid_share: float = 0.0) -> list[str]:
+def integrity_failures(record: Record, max_invalid_share: float = 0.0) -> list[str]:
     """Problems that make a record untrustworthy regardless of accuracy."""
     problems = []
     data_errors = data_error_failure(record, max_invalid_share)
     if data_errors is not None:
         problems.append(data_errors)
-    if record["n_items"] == 0:
+    if record.n_items == 0:
         problems.append("no items were scored")
-    if record["n_outcomes"] != record["n_items"]:
-        problems.append(f"{record['n_items'] - record['n_outcomes']} item(s) have no outcome")
+    n_outcomes = record.get("n_outcomes", 0)
+    if n_outcomes != record.n_items:
+        problems.append(f"{record.n_items - n_outcomes} item(s) have no outcome")
     if record.get("nan", 0):
-        problems.append(f"{record['nan']} item(s) had NaN/inf scores")
-    for key in ("answer_dist", "gold_dist"):
-        total = sum(record[key].values())
-        if record["n_valid"] and not math.isclose(total, 1.0, abs_tol=1e-5):  # records round to 6 decimals
+        problems.append(f"{record.nan} item(s) had NaN/inf scores")
+    for key, dist in (("answer_dist", record.answer_dist), ("gold_dist", record.gold_dist)):
+        total = sum(dist.values())
+        if record.n_valid and not math.isclose(total, 1.0, abs_tol=1e-5):  # records round to 6 decimals
             problems.append(f"{key} sums to {total:.6f}, not 1")
-    if record["n_valid"] == 0 and record["n_items"]:
+    if record.n_valid == 0 and record.n_items:
         problems.append("every item was invalid for this model")
     return problems
 
 
-def judge(record: dict[str, Any], gates: dict[str, Any], *, smoke: bool) -> Verdict:
+def judge(record: Record, gates: dict[str, Any], *, smoke: bool) -> Verdict:
     """Apply integrity gates always, and accuracy gates unless smoke."""
     verdict = Verdict(status="pass")
     failures = integrity_failures(record, float(gates.get("max_invalid_share", 0.0)))
     verdict.checks["integrity"] = not failures
     if not smoke and not failures:
-        lo = record["ci95"][0]
-        label = f"{record['task']} × {record['model']} ({record['role']})"
+        lo, hi = record.ci95
+        label = record.label
         if gates.get("above_chance", False):
-            ok = lo > record["chance_floor"]
+            ok = lo > record.chance_floor
             verdict.checks["above_chance"] = ok
             if not ok:
                 failures.append(
-                    f"{label}: accuracy {record['accuracy']:.3f} (95% CI {lo:.3f}–{record['ci95'][1]:.3f}, "
-                    f"n={record['n']}) is not above the chance floor {record['chance_floor']:.3f}"
+                    f"{label}: accuracy {record.accuracy:.3f} (95% CI {lo:.3f}–{hi:.3f}, "
+                    f"n={record.n}) is not above the chance floor {record.chance_floor:.3f}"
                 )
         if "min_accuracy" in gates:
-            ok = record["accuracy"] >= float(gates["min_accuracy"])
+            ok = record.accuracy >= float(gates["min_accuracy"])
             verdict.checks["min_accuracy"] = ok
             if not ok:
-                failures.append(f"{label}: accuracy {record['accuracy']:.3f} < min_accuracy {gates['min_accuracy']}")
-        if record["role"] == "vlm":
+                failures.append(f"{label}: accuracy {record.accuracy:.3f} < min_accuracy {gates['min_accuracy']}")
+        if record.role == ROLE_VLM:
             gap_limit = gates.get("max_gap_to_vision")
             if gap_limit is not None and record.get("gap_to_vision") is not None:
-                ok = record["gap_to_vision"] <= float(gap_limit)
+                ok = record.gap_to_vision <= float(gap_limit)
                 verdict.checks["max_gap_to_vision"] = ok
                 if not ok:
                     failures.append(
-                        f"{label}: trails its vision baseline {record['paired_with']} by "
-                        f"{record['gap_to_vision']:.3f} (vision {record['vision_accuracy']:.3f} vs "
-                        f"VLM {record['paired_vlm_accuracy']:.3f} on {record['paired_n']} shared items; "
-                        f"McNemar p={record['mcnemar_p']:.3g}) > max_gap_to_vision {gap_limit}"
+                        f"{label}: trails its vision baseline {record.paired_with} by "
+                        f"{record.gap_to_vision:.3f} (vision {record.vision_accuracy:.3f} vs "
+                        f"VLM {record.paired_vlm_accuracy:.3f} on {record.paired_n} shared items; "
+                        f"McNemar p={record.mcnemar_p:.3g}) > max_gap_to_vision {gap_limit}"
                     )
             tv_min = gates.get("min_tv_to_blind")
-            if tv_min is not None and record.get("tv_to_blind") is not None:
-                ok = record["tv_to_blind"] >= float(tv_min)
+            if tv_min is not None and record.tv_to_blind is not None:
+                ok = record.tv_to_blind >= float(tv_min)
                 verdict.checks["min_tv_to_blind"] = ok
                 if not ok:
                     failures.append(
                         f"{label}: answers barely change without the image: TV(answers, blind answers) = "
-                        f"{record['tv_to_blind']:.3f} < min_tv_to_blind {tv_min}"
+                        f"{record.tv_to_blind:.3f} < min_tv_to_blind {tv_min}"
                     )
     if failures:
         if gates.get("expect") == "xfail" and verdict.checks.get("integrity", True):
@@ -283,4 +289,38 @@ def judge(record: dict[str, Any], gates: dict[str, Any], *, smoke: bool) -> Verd
             verdict.reasons = failures
     elif smoke:
         verdict.reasons = ["smoke model: integrity gates only"]
+    return verdict
+
+
+def gate_record(
+    record: Record,
+    thresholds: Thresholds,
+    *,
+    smoke: bool,
+    baseline: Baseline | None = None,
+    outcomes: Mapping[str, bool] | None = None,
+    prompt_fingerprint: str | None = None,
+) -> Verdict:
+    """The verdict of a record, written into it (``verdict``, ``reason``, ``checks``; ``baseline`` too).
+
+    The gates of thresholds.toml (:func:`judge`), then — with a stored ``baseline`` (``--baseline``) —
+    the regression gate: ``outcomes`` (item id → correct, the scored items) compared with the stored
+    run's by a one-sided McNemar test; a changed prompt or item set is ``not_comparable``, never a
+    silent comparison. The plugin and ``plainsight merge`` both gate through here.
+    """
+    verdict = judge(record, thresholds.for_case(*record.key), smoke=smoke)
+    if baseline is not None:
+        result = baseline.compare(
+            record, dict(outcomes or {}), prompt_fingerprint=prompt_fingerprint,
+            alpha=thresholds.baseline_alpha, tolerance=thresholds.baseline_tolerance,
+        )  # fmt: skip
+        record.baseline = {"status": result.status, "reason": result.reason, **result.stats}
+        verdict.checks["baseline"] = result.status in ("pass", "missing")
+        if result.status == "fail":
+            verdict.status = "fail"
+            verdict.reasons.append(f"{record.label}: {result.reason}")
+        elif result.status == "not_comparable" and verdict.status == "pass":
+            verdict.status = "not_comparable"
+            verdict.reasons = [result.reason]
+    record.update(verdict=verdict.status, reason=verdict.reason, checks=verdict.checks)
     return verdict

@@ -15,22 +15,11 @@ from typing import Any
 
 from plainsight.errors import PlainsightError
 from plainsight.attention import mean_per_layer
-from plainsight.records import summarize, versus_base
-from plainsight.report import SCHEMA
+from plainsight.records import RUN_INFO_FIELDS, SCHEMA, Record, summarize, versus_base
 from plainsight.outcomes import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
 from plainsight.shards import parse_shard
 
 SHARD_KEY = "shard"
-# Record fields that summarize() derives from outcomes; everything else a shard record holds
-# came from the run's info (readout, device, dtype, preprocess, image mode, scoring, probe…).
-DERIVED = {
-    "n", "n_items", "n_outcomes", "correct", "accuracy", "n_valid", "accuracy_valid", "chance", "chance_floor", "ci95", "answer_dist",
-    "gold_dist", "tv_to_gold", "tv_to_blind", "blind_accuracy", "blind_answer_dist", "parse_failures", "ties",
-    "nan", "invalid", "invalid_reasons", "data_errors", "data_error_files", "paired_with", "smoke", "item_set",
-    "seconds", "paired_n",
-    "vision_accuracy", "paired_vlm_accuracy", "gap_to_vision", "only_vision_correct", "only_vlm_correct",
-    "mcnemar_p", "verdict", "reason", "checks", "baseline", "image_attention", "vs_base", SHARD_KEY,
-}  # fmt: skip
 MATCHING_METADATA = ("seed", "data_fingerprints", "prompt_fingerprints", "model_fingerprints")
 
 
@@ -78,9 +67,16 @@ def _check_shards(runs: list[tuple[Path, dict[str, Any]]]) -> None:
                 raise PlainsightError(f"{folder} and {first_folder} differ in {key}: they are not shards of one run")
 
 
-def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(metadata, gated records, item rows) of the run the shards in ``folders`` add up to."""
-    from plainsight.gates import judge, load_thresholds
+def merge_runs(
+    folders: list[Path], thresholds_path: Path, *, baseline_dir: Path | None = None
+) -> tuple[dict[str, Any], list[Record], list[dict[str, Any]]]:
+    """(metadata, gated records, item rows) of the run the shards in ``folders`` add up to.
+
+    Each record is gated like an unsharded run's (:func:`plainsight.gates.gate_record`), against
+    ``baseline_dir`` too when given (the run stored with ``--update-baseline``).
+    """
+    from plainsight.baseline import Baseline
+    from plainsight.gates import gate_record, load_thresholds
 
     if not folders:
         raise PlainsightError("plainsight merge needs the report folders of the shards")
@@ -91,19 +87,22 @@ def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, An
         for row in rows:
             per_run = rows_by_key.setdefault((row["task"], row["model"], row["role"]), {})
             if row["item"] in per_run:
-                raise PlainsightError(f"{folder}: item {row['item']} of {row['task']} × {row['model']} ({row['role']}) is in two shards")
+                raise PlainsightError(
+                    f"{folder}: item {row['item']} of {row['task']} × {row['model']} ({row['role']}) is in two shards"
+                )
             per_run[row["item"]] = row
-    shard_records: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for _, results, _ in runs:
-        for record in results["results"]:
-            shard_records.setdefault((record["task"], record["model"], record["role"]), []).append(record)
+    shard_records: dict[tuple[str, str, str], list[Record]] = {}
+    for folder, results, _ in runs:
+        for document in results["results"]:
+            record = Record.from_json(document, where=str(folder / "results.json"))
+            shard_records.setdefault(record.key, []).append(record)
 
     def role_run(key: tuple[str, str, str]) -> RoleRun | None:
         if key not in rows_by_key:
             return None
         first = shard_records[key][0]
         outcomes = [outcome_from_json(row) for _, row in sorted(rows_by_key[key].items())]
-        info = {k: v for k, v in first.items() if k not in DERIVED and k not in ("task", "model", "role")}
+        info = {name: first.get(name) for name in RUN_INFO_FIELDS if first.has(name)}
         attention = mean_per_layer([o.attention for o in outcomes if o.valid])
         if attention is not None:
             info["image_attention"] = attention
@@ -111,34 +110,42 @@ def merge_runs(folders: list[Path], thresholds_path: Path) -> tuple[dict[str, An
         return RoleRun(key[0], key[1], key[2], first.get("item_set", ""), outcomes, info, seconds)
 
     thresholds = load_thresholds(thresholds_path)
+    baseline = Baseline.load(baseline_dir) if baseline_dir is not None else None
+    prompt_fingerprints = runs[0][1].get("prompt_fingerprints", {})
     records = []
     for key, parts in sorted(shard_records.items()):
         task, model, role = key
         first = parts[0]
         run = role_run(key)
         if run is None or role not in (ROLE_VISION, ROLE_VLM, ROLE_BLIND):
-            if role not in (ROLE_VISION, ROLE_VLM, ROLE_BLIND) and run is None and first.get("verdict") != "skip":
-                first = {**first, "verdict": "skip", "reason": f"{role} records are not merged: run them unsharded"}
-            records.append({k: v for k, v in first.items() if k != SHARD_KEY})  # skipped (no data/model) in every shard
+            if role not in (ROLE_VISION, ROLE_VLM, ROLE_BLIND) and run is None and first.verdict != "skip":
+                first.update(verdict="skip", reason=f"{role} records are not merged: run them unsharded")
+            records.append(first)  # skipped (no data/model) in every shard
             continue
-        choices = tuple(sorted(first.get("answer_dist", {}).keys() - {"none"})) or tuple(sorted(first["gold_dist"]))
-        n_items = sum(r.get("n_items", 0) for r in parts)
+        choices = tuple(sorted(first.answer_dist.keys() - {"none"})) or tuple(sorted(first.gold_dist))
+        n_items = sum(r.n_items for r in parts)
+        smoke = first.get("smoke", False)
         if role == ROLE_VLM:
-            paired = first.get("paired_with")
+            paired = first.paired_with
             record = summarize(run, choices=choices, blind=role_run((task, model, ROLE_BLIND)),
                                vision=role_run((task, paired, ROLE_VISION)) if paired else None,
-                               smoke=first.get("smoke", False), n_items=n_items)  # fmt: skip
+                               smoke=smoke, n_items=n_items)  # fmt: skip
             base = first.get("vs_base", {}).get("base")
             base_runs = (role_run((task, base, ROLE_VLM)), role_run((task, base, ROLE_BLIND))) if base else (None, None)
             if base_runs[0] is not None and base_runs[1] is not None:
-                record["vs_base"] = versus_base(run, *base_runs)  # on the merged items, like every other number
+                record.vs_base = versus_base(run, *base_runs)  # on the merged items, like every other number
+            if first.has("tuning"):
+                record.tuning = first.tuning
         else:
-            record = summarize(run, choices=choices, smoke=first.get("smoke", False), n_items=n_items)
-        if role == ROLE_BLIND or first.get("verdict") == "skip" and role == ROLE_VISION and model.endswith("/own_tower"):
-            record.update(verdict="skip", reason=first.get("reason"))
+            record = summarize(run, choices=choices, smoke=smoke, n_items=n_items)
+        if role == ROLE_BLIND or first.verdict == "skip" and role == ROLE_VISION and model.endswith("/own_tower"):
+            record.update(verdict="skip", reason=first.reason)
         else:
-            verdict = judge(record, thresholds.for_case(task, model, role), smoke=record["smoke"])
-            record.update(verdict=verdict.status, reason=verdict.reason, checks=verdict.checks)
+            gate_record(
+                record, thresholds, smoke=smoke, baseline=baseline,
+                outcomes={o.item_id: o.correct for o in run.outcomes if o.valid},
+                prompt_fingerprint=prompt_fingerprints.get(task, {}).get("fingerprint"),
+            )  # fmt: skip
         records.append(record)
     metadata = {k: v for k, v in runs[0][1].items() if k not in ("schema", "results")}
     metadata["options"] = {k: v for k, v in metadata.get("options", {}).items() if k != SHARD_KEY}

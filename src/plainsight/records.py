@@ -1,20 +1,176 @@
-"""From per-item outcomes to a results.json record (the DESIGN.md schema).
+"""The record of one (task, model, role): the suite's product, one entry of results.json.
 
-Every number here is re-derivable from items.jsonl: accuracy, Wilson CI, answer and
-gold distributions, TV distances, ties, and the paired comparison with the vision
+:class:`Record` is built here — from per-item outcomes by :func:`summarize`, or for a pair that
+has no outcomes (skipped, failed before scoring) by :meth:`Record.empty` — and read back from a
+``plainsight.results/1`` document by :meth:`Record.from_json`; the plugin, ``plainsight merge``
+and the report all use it. Every number is re-derivable from items.jsonl: accuracy, Wilson CI,
+answer and gold distributions, TV distances, ties, and the paired comparison with the vision
 baseline (McNemar on the items both scored). Accuracy is over every item of the run (an item
-invalid for the model, or a data fault, counts wrong); ``n_valid`` and ``accuracy_valid`` give the scored
-items alone. ``invalid`` counts the items the model's preprocessing cannot use; ``data_errors`` the items
-whose data is bad (missing or undecodable image, geometry outside it), and ``data_error_files`` names every
-distinct fault (file and reason), untruncated, for the ``max_invalid_share`` gate and the report.
+invalid for the model, or a data fault, counts wrong); ``n_valid`` and ``accuracy_valid`` give the
+scored items alone. ``invalid`` counts the items the model's preprocessing cannot use;
+``data_errors`` the items whose data is bad (missing or undecodable image, geometry outside it),
+and ``data_error_files`` names every distinct fault (file and reason), untruncated.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from plainsight.errors import ConfigError
 from plainsight.outcomes import INVALID, ROLE_VLM, Outcome, RoleRun
 from plainsight.scoring import chance_floor, distribution, mcnemar_exact, tv_distance, wilson_interval
+
+
+SCHEMA = "plainsight.results/1"  # results.json: run metadata and a list of records
+
+
+class _Absent:
+    """A field this record does not have (left out of results.json, not written as null)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+def _absent() -> Any:
+    return field(default=ABSENT)
+
+
+@dataclass
+class Record:
+    """One results.json record. Fields after ``reason`` apply to some records only (ABSENT: not written)."""
+
+    task: str
+    model: str
+    role: str
+    n: int = 0  # items of the run (every one counts in accuracy)
+    n_items: int = 0  # items the task has (the integrity gate checks every one has an outcome)
+    correct: int = 0
+    accuracy: float | None = None
+    n_valid: int = 0  # items scored (neither invalid for the model nor a data fault)
+    accuracy_valid: float | None = None
+    chance: float | None = None
+    chance_floor: float | None = None  # max(1/k, majority gold share): what above_chance must beat
+    ci95: list[float | None] = field(default_factory=lambda: [None, None])  # Wilson 95% interval of accuracy
+    answer_dist: dict[str, float] = field(default_factory=dict)
+    gold_dist: dict[str, float] = field(default_factory=dict)
+    tv_to_gold: float | None = None
+    tv_to_blind: float | None = None
+    blind_accuracy: float | None = None
+    parse_failures: int = 0
+    ties: int = 0
+    invalid: int = 0
+    data_errors: int = 0
+    data_error_files: list[str] = field(default_factory=list)
+    paired_with: str | None = None
+    verdict: str = "pending"  # pass | fail | xfail | skip | not_comparable | error (set by the gate)
+    reason: str = ""
+    # -- from the outcomes, when there were any
+    n_outcomes: int = _absent()
+    nan: int = _absent()
+    invalid_reasons: list[str] = _absent()
+    smoke: bool = _absent()
+    item_set: str = _absent()  # fingerprint of the task's item list
+    seconds: float = _absent()
+    # -- from the run: where and how it ran
+    readout: str = _absent()
+    device: str = _absent()
+    dtype: str = _absent()
+    preprocess: str | None = _absent()
+    probe: dict[str, Any] = _absent()
+    probe_data: str = _absent()
+    image_mode: str = _absent()
+    image_resize: str = _absent()
+    scoring: str = _absent()
+    data_source: str | None = _absent()
+    data_skipped: dict[str, int] = _absent()
+    image_attention: list[float] = _absent()
+    # -- VLM records: blind control and the paired comparison with the vision baseline
+    blind_answer_dist: dict[str, float] = _absent()
+    paired_n: int = _absent()
+    vision_accuracy: float = _absent()
+    paired_vlm_accuracy: float = _absent()
+    gap_to_vision: float | None = _absent()
+    only_vision_correct: int = _absent()
+    only_vlm_correct: int = _absent()
+    mcnemar_p: float | None = _absent()
+    # -- gates, tuning and probes
+    checks: dict[str, bool] = _absent()
+    baseline: dict[str, Any] = _absent()
+    tuning: dict[str, Any] = _absent()
+    vs_base: dict[str, Any] = _absent()
+    best_layer: int = _absent()
+    layer_series: list[dict[str, Any]] = _absent()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.task, self.model, self.role)
+
+    @property
+    def label(self) -> str:
+        """``task × model (role)``, how messages name a record."""
+        return f"{self.task} × {self.model} ({self.role})"
+
+    def has(self, name: str) -> bool:
+        """Whether the record has field ``name`` (an ABSENT field is not written to results.json)."""
+        return getattr(self, name) is not ABSENT
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Field ``name``, or ``default`` where the record does not have it."""
+        value = getattr(self, name)
+        return default if value is ABSENT else value
+
+    def update(self, **values: Any) -> None:
+        """Set fields (a name that is not a field is a TypeError: records are typed)."""
+        for name, value in values.items():
+            if name not in _FIELDS:
+                raise TypeError(f"Record has no field {name!r}")
+            setattr(self, name, value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The results.json form: every field the record has, ABSENT ones left out."""
+        return {f: value for f in _FIELDS if (value := getattr(self, f)) is not ABSENT}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, where: str = "record") -> Record:
+        """A record from its results.json form; an unknown field is a ConfigError naming it and ``where``."""
+        unknown = sorted(set(data) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown record field(s) {', '.join(unknown)} (schema plainsight.results/1)")
+        missing = [k for k in ("task", "model", "role") if k not in data]
+        if missing:
+            raise ConfigError(f"{where}: a record needs {', '.join(missing)}")
+        return cls(**data)
+
+    @classmethod
+    def empty(cls, task: str, model: str, role: str, verdict: str, reason: str) -> Record:
+        """The record of a pair without outcomes: skipped (no data, no model) or failed before it was scored."""
+        return cls(task, model, role, verdict=verdict, reason=reason)
+
+
+_FIELDS = tuple(f.name for f in fields(Record))
+# The fields a RoleRun's ``info`` sets (where and how it ran); the rest of a record is derived from outcomes.
+RUN_INFO_FIELDS = (
+    "readout", "device", "dtype", "preprocess", "probe", "probe_data", "image_mode", "image_resize", "scoring",
+    "data_source", "data_skipped", "image_attention",
+)  # fmt: skip
+
+
+def read_json_document(path: Path, schema: str) -> dict[str, Any]:
+    """A JSON file we wrote (results.json), checked for its schema; errors name the file."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema") != schema:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ConfigError(f"{path}: field 'schema' is {found!r}; expected {schema!r}")
+    return document
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:
@@ -29,7 +185,7 @@ def summarize(
     vision: RoleRun | None = None,
     smoke: bool = False,
     n_items: int | None = None,
-) -> dict[str, Any]:
+) -> Record:
     """The record of one (task, model, role) run; verdict fields are filled by the gate.
 
     ``n_items`` is how many items the task has; the integrity gate checks every one got an outcome.
@@ -46,7 +202,7 @@ def summarize(
     gold_dist = distribution(golds, choices)
     lo, hi = wilson_interval(correct, n)
     all_golds = [o.gold for o in run.outcomes]
-    record: dict[str, Any] = {
+    record = {
         "task": run.task,
         "model": run.model,
         "role": run.role,
@@ -88,7 +244,7 @@ def summarize(
     if run.role == ROLE_VLM and vision is not None:
         record.update(paired_comparison(run.outcomes, vision.outcomes))
         record["paired_with"] = vision.model
-    return record
+    return Record(**record)
 
 
 def paired_comparison(vlm: list[Outcome], vision: list[Outcome]) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """Run outputs: results.json, items.jsonl, report.md and the terminal table.
 
+The writers take :class:`~plainsight.records.Record` objects; the tables and sections are drawn
+from their results.json form (``Record.to_json()``), the same documents report.html and
+``plainsight merge`` read back from disk.
+
 ``items.jsonl`` lines are appended as items finish (one part file per xdist
 worker, so workers never interleave writes); at the end of the session the
 controller sorts all parts into one ``items.jsonl``. Writes of the final files
@@ -18,23 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA = "plainsight.results/1"
+from plainsight.records import SCHEMA, Record
+
 RECORD_KEY = ("task", "model", "role")
 TIMING_FIELDS = ("seconds",)
-
-
-def read_json_document(path: Path, schema: str) -> dict[str, Any]:
-    """A JSON file we wrote (results.json, plainsight_adapt.json), checked for its schema; errors name the file."""
-    from plainsight.errors import ConfigError
-
-    try:
-        document = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") != schema:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise ConfigError(f"{path}: field 'schema' is {found!r}; expected {schema!r}")
-    return document
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -180,8 +171,9 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [unique[k] for k in sorted(unique)]
 
 
-def write_results(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
-    payload = {"schema": SCHEMA, **metadata, "results": sort_records(records)}
+def write_results(report_dir: Path, metadata: dict[str, Any], records: list[Record]) -> Path:
+    """results.json: the run's metadata and every record, one per (task, model, role), sorted."""
+    payload = {"schema": SCHEMA, **metadata, "results": sort_records(r.to_json() for r in records)}
     path = report_dir / "results.json"
     atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
@@ -291,8 +283,9 @@ def data_faults_by_task(records: list[dict[str, Any]]) -> dict[str, tuple[int, l
     return {task: (count, sorted(files)) for task, (count, files) in sorted(faults.items())}
 
 
-def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[Record]) -> Path:
     """report.md: per task, each VLM beside its vision baseline and blind control, then every record."""
+    documents = [r.to_json() for r in records]  # the sections read the results.json form
     out = ["# plainsight report", ""]
     out.append(f"Created {metadata.get('created')} · seed {metadata.get('seed')} · commit {metadata.get('git_commit')}")
     out.append("")
@@ -300,7 +293,7 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
     out.append("")
     out.append("| task | VLM | vision baseline | vision acc | VLM acc | blind acc | chance floor | TV(pred, gold) | TV(pred, blind) | verdict |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
-    for r in sort_records(records):
+    for r in sort_records(documents):
         if r["role"] != "vlm":
             continue
         out.append(
@@ -313,21 +306,21 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[dic
     out.append("")
     out.append("| " + " | ".join(SUMMARY_HEADER) + " |")
     out.append("|" + "---|" * len(SUMMARY_HEADER))
-    for row in summary_rows(records):
+    for row in summary_rows(documents):
         out.append("| " + " | ".join(row) + " |")
-    probes = [r for r in sort_records(records) if r.get("layer_series")]
+    probes = [r for r in sort_records(documents) if r.get("layer_series")]
     if probes:
         out += ["", "## Layer-wise readout (accuracy per point: pre-LLM, then each LLM layer)", ""]
         for r in probes:
             points = ", ".join(f"{p['layer']}: {_pct(p['accuracy'])}" for p in r["layer_series"])
             out.append(f"- **{r['task']} × {r['model']}**: {points} (best {r['best_layer']}, n={r['n']})")
-    out += tuning_section(records)
-    faults = data_faults_by_task(records)
+    out += tuning_section(documents)
+    faults = data_faults_by_task(documents)
     if faults:
         out += ["", "## Data errors (items not scored: each counts wrong)", ""]
         for task, (count, files) in faults.items():
             out.append(f"- **{task}**: {count} item(s): " + "; ".join(files))
-    failing = [r for r in sort_records(records) if r.get("verdict") in ("fail", "xfail", "error")]
+    failing = [r for r in sort_records(documents) if r.get("verdict") in ("fail", "xfail", "error")]
     if failing:
         out.append("")
         out.append("## Gate messages")
