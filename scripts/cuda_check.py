@@ -100,7 +100,8 @@ def check_batching(check: Checks, entries: dict, device: str, limit: int) -> Non
 def _compare_batched_with_single(check: Checks, entries: dict, device: str, limit: int, dtype: str, task) -> None:
     """tiny-llava's letter scores in ``dtype``, batch_size 8 against 1 (float32 must agree to 1e-3)."""
     from plainsight.models.vlms import VLMRequest
-    from plainsight.runner import Runner, RunOptions, vlm_preprocess_spec, vlm_view
+    from plainsight.runner import Runner, RunOptions
+    from plainsight.views import vlm_preprocess_spec, vlm_view
 
     runner = Runner(RunOptions(data_root=DATA, device=device, dtype=dtype, limit=limit), entries)
     vlm = runner.model("tiny-llava")

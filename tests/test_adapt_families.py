@@ -15,7 +15,7 @@ from families import FAMILIES
 from plainsight.models.components import attention_modules, component_linear_names
 from plainsight.models.prefix import PromptPrefix
 from plainsight.models.vlms import VLMRequest
-from plainsight.runner import vlm_preprocess_spec, vlm_view
+from plainsight.views import vlm_preprocess_spec, vlm_view
 from plainsight.tasks import LoadRequest, get_task
 
 

@@ -9,7 +9,7 @@ import pytest
 from families import FAMILIES
 
 from plainsight.models.vlms import VLMRequest
-from plainsight.runner import vlm_preprocess_spec, vlm_view
+from plainsight.views import vlm_preprocess_spec, vlm_view
 from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
 

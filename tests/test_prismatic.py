@@ -341,7 +341,7 @@ def test_pixels_equal_prismatics_transform_and_points_land_where_they_are_drawn(
 
 
 def test_the_runner_maps_points_through_the_vlms_own_letterbox(vlm: PrismaticVLM):
-    from plainsight.runner import vlm_preprocess_spec
+    from plainsight.views import vlm_preprocess_spec
 
     assert vlm_preprocess_spec(vlm) is vlm.preprocess_spec  # not a transformers processor's
     assert pz.preprocess_spec_of(vlm.config.folder) == vlm.preprocess_spec  # from config.json alone

@@ -228,7 +228,7 @@ def _accuracy(vlm: Any, requests: list[Any], golds: list[int]) -> float:
 def _train_requests(vlm: Any, entry: Any, task: Any, items: list[Item]) -> tuple[list[Any], list[int], int]:
     """The requests exactly as the evals show them, gold indices, and how many items were invalid."""
     from plainsight.models.vlms import VLMRequest
-    from plainsight.runner import vlm_preprocess_spec, vlm_view
+    from plainsight.views import vlm_preprocess_spec, vlm_view
 
     spec = vlm_preprocess_spec(vlm)
     requests, golds, invalid = [], [], 0

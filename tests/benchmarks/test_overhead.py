@@ -40,7 +40,8 @@ from plainsight.models import vlms
 from plainsight.models.registry import load_models_toml
 from plainsight.models.vlms import VLMRequest
 from plainsight.geometry import letterbox_for
-from plainsight.runner import Runner, RunOptions, compose_view, vlm_preprocess_spec, vlm_view
+from plainsight.runner import Runner, RunOptions
+from plainsight.views import compose_view, vlm_preprocess_spec, vlm_view
 from plainsight.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
