@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 from peft import PeftModel  # noqa: F401
 from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration  # noqa: F401
 
-from plainsight.adapt import (
-    AdaptPlan, apply_adaptation, read_adaptation, run_adapt, split_items, trainable_parameters,
-)  # fmt: skip
+from plainsight.adapt import AdaptPlan, run_adapt, split_items, trainable_parameters
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.items import Item, ItemImage
+from plainsight.models.adapters import apply_adaptation, read_adaptation
 from plainsight.models.components import component_linear_names
 from plainsight.models.prefix import PromptPrefix
 from plainsight.models.registry import load_models_toml
@@ -207,7 +206,8 @@ def test_adapter_folder_reloads_to_the_trained_model(tmp_path: Path):
         for name, param in vlm.model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)
-    from plainsight.adapt import ADAPT_FILE, base_signature, save
+    from plainsight.adapt import save
+    from plainsight.models.adapters import ADAPT_FILE, base_signature
 
     save(vlm, plan, tmp_path / "a")
     meta = {"schema": "plainsight.adapt/1", "method": "lora", "component": "llm", "task": "depth", "train_items": [],

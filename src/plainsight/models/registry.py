@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from plainsight.errors import ConfigError, ModelLoadError, ModelUnavailable
+from plainsight.models.adapters import adaptation_fingerprint
 
 KINDS = ("encoder", "vlm")
 SCORING_MODES = ("letters", "generate")
@@ -100,8 +101,6 @@ class ModelEntry:
         if self.kind == "vlm":
             fields_["image_resize"] = self.image_resize
         if self.adapter_dir is not None:
-            from plainsight.adapt import adaptation_fingerprint
-
             fields_["adaptation"] = adaptation_fingerprint(self.resolved_adapter_dir())
         if self.attention_diagnostic:
             fields_["attention"] = "eager"

@@ -330,7 +330,7 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
         raise missing
     adapter_dir = entry.resolved_adapter_dir()
     if adapter_dir is not None:
-        from plainsight.adapt import read_adaptation
+        from plainsight.models.adapters import read_adaptation
 
         read_adaptation(adapter_dir)  # a missing adapter is reported before the base is loaded
     try:
@@ -343,7 +343,7 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
             raise
         raise not_in_hf_cache(entry, exc) from None
     if adapter_dir is not None:
-        from plainsight.adapt import apply_adaptation
+        from plainsight.models.adapters import apply_adaptation
 
         apply_adaptation(vlm, adapter_dir)
     if entry.attention_diagnostic:
