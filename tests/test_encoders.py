@@ -11,7 +11,8 @@ from conftest import hf_config_dir
 from PIL import Image
 
 from plainsight.errors import ConfigError, ModelUnavailable
-from plainsight.models.encoders import HFEncoder, PixelsEncoder, TimmEncoder, load_encoder
+from plainsight.models.encoders import HFEncoder, PixelsEncoder, TimmEncoder
+from plainsight.models.loading import load_encoder
 from plainsight.models.registry import ModelEntry
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)

@@ -25,7 +25,8 @@ from plainsight.models.own_tower import OwnTowerEncoder
 from plainsight.models.prismatic import PrismaticOwnTower, PrismaticVLM
 from plainsight.models.registry import load_models_toml
 from plainsight.models.tiny import build_tiny_prismatic
-from plainsight.models.vlms import VLMRequest, load_vlm
+from plainsight.models.loading import load_vlm
+from plainsight.models.vlms import VLMRequest
 
 pytest_plugins = ["pytester"]
 

@@ -14,7 +14,8 @@ from PIL import Image
 from plainsight.errors import ModelUnavailable
 from plainsight.models.doubles import OracleVLM
 from plainsight.models.registry import ModelEntry
-from plainsight.models.vlms import HFVLM, VLMRequest, load_vlm
+from plainsight.models.loading import load_vlm
+from plainsight.models.vlms import HFVLM, VLMRequest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_LLAVA = REPO / "fixtures" / "models" / "tiny-llava"

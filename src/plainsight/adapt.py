@@ -199,7 +199,8 @@ def run_adapt(entry: Any, task_id: str, plan: AdaptPlan, out: Path, *, data_root
     """Tune ``entry`` on the train split of ``task_id`` and write ``out``; returns the record written."""
     import torch
 
-    from plainsight.models.vlms import HFVLM, load_vlm
+    from plainsight.models.loading import load_vlm
+    from plainsight.models.vlms import HFVLM
     from plainsight.runner import resolve_device, resolve_dtype
     from plainsight.tasks import LoadRequest, get_task
 

@@ -36,7 +36,7 @@ import pytest
 import torch
 
 from plainsight import merge
-from plainsight.models import vlms
+from plainsight.models import loading
 from plainsight.models.registry import load_models_toml
 from plainsight.models.vlms import VLMRequest
 from plainsight.geometry import letterbox_for
@@ -131,7 +131,7 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
     # happen once per model and are not scoring: every runner below gets this one loaded model.
     whole = Runner(RunOptions(data_root=DATA, limit=N_ITEMS), entries)
     vlm = whole.model(model)
-    monkeypatch.setattr(vlms, "load_vlm", lambda *args, **kwargs: vlm)
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: vlm)
     monkeypatch.setattr(merge, "shard_items", lambda items, shard: items if shard is None else consecutive_block(items, shard))
     n_blocks = N_ITEMS // entry.batch_size
     blocks = [Runner(RunOptions(data_root=DATA, limit=N_ITEMS, shard=(i + 1, n_blocks)), entries) for i in range(n_blocks)]

@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from typing import Any
 
 import numpy as np
 
 from plainsight.errors import ConfigError
+from plainsight.models.backends import BACKENDS, DOUBLE, Backend
 from plainsight.models.vlms import LetterScores, VLMRequest
 
 HIGH, LOW = math.log(0.97), math.log(0.01)
@@ -113,3 +115,11 @@ def make_double(kind: str, name: str, options: dict | None = None) -> _Double:
         raise ConfigError(f"unknown double {kind!r}; kinds: oracle, constant-<letter>, image-blind, tying, nan")
     double.delay = float(options.get("delay", 0.0))
     return double
+
+
+def load_double(entry: Any, *, device: str = "cpu", dtype: Any = "float32") -> _Double:
+    """The double a ``double:<kind>`` entry names (device and dtype do not apply)."""
+    return make_double(entry.source.removeprefix(DOUBLE), entry.name, entry.options)
+
+
+BACKENDS.register("vlm:double", Backend(load_double, preprocess_spec=lambda entry: None))  # no geometry of its own

@@ -13,6 +13,7 @@ for every backend: 0 is the patch embedding, ``i`` the output of block ``i``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from PIL import Image
 from plainsight import geometry
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.geometry import PointTransform, PreprocessSpec
+from plainsight.models.backends import BACKENDS, TIMM, Backend
 from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -262,7 +264,7 @@ class TimmEncoder:
         # The model's own input size wins over its pretrained_cfg (they differ when img_size is overridden).
         config = timm.data.resolve_data_config({"input_size": (3, *model.patch_embed.img_size)}, model=model)
         self.transform = timm.data.create_transform(**config, is_training=False)
-        self.spec = geometry.spec_from_timm(config, source=f"timm:{model_id}")
+        self.spec = geometry.spec_from_timm(config, source=f"{TIMM}{model_id}")
         self.patch_size = tuple(int(p) for p in model.patch_embed.patch_size)
         self.num_prefix = int(getattr(model, "num_prefix_tokens", 1))
         self.feature_layer = feature_layer
@@ -276,7 +278,7 @@ class TimmEncoder:
         """Build ``timm:<id>`` with ``options.model_kwargs`` and load ``options.checkpoint`` (safetensors or weights-only .pth)."""
         import timm
 
-        model_id = entry.source.removeprefix("timm:")
+        model_id = entry.source.removeprefix(TIMM)
         checkpoint = entry.options.get("checkpoint")
         if not checkpoint:
             raise ModelUnavailable(
@@ -395,28 +397,50 @@ def _thumbnail_ncc(image: Image.Image, side: int = 8) -> torch.Tensor:
     return flat / flat.norm().clamp_min(1e-6)
 
 
-def load_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> Encoder:
-    """The encoder an entry names: "pixels", "timm:<id>", a local folder, or an HF id in the local cache.
+def load_pixels_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> PixelsEncoder:
+    """The ``pixels`` baseline with the entry's options (work_size, window)."""
+    try:
+        return PixelsEncoder(entry.name, **entry.options)
+    except TypeError as exc:
+        raise ConfigError(f"[models.{entry.name}] options: {exc} (pixels takes work_size, window)") from None
 
-    A model that is not present raises ModelUnavailable saying how to provide it.
-    """
-    source = entry.resolved_source()
-    if source == "pixels":
-        try:
-            return PixelsEncoder(entry.name, **entry.options)
-        except TypeError as exc:
-            raise ConfigError(f"[models.{entry.name}] options: {exc} (pixels takes work_size, window)") from None
-    if source.startswith("timm:"):
-        return TimmEncoder.from_entry(entry, device=device, dtype=torch_dtype(dtype))
+
+def load_timm_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> TimmEncoder:
+    """A ``timm:<id>`` entry (local weights from ``options.checkpoint``)."""
+    return TimmEncoder.from_entry(entry, device=device, dtype=torch_dtype(dtype))
+
+
+def load_hf_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> HFEncoder:
+    """A transformers encoder from a local folder or an HF id in the local cache; a model that is not present
+    raises ModelUnavailable saying how to provide it."""
     missing = missing_local_folder(entry)
     if missing is not None:
         raise missing
     try:
         return HFEncoder.from_pretrained(
-            entry.name, source, revision=entry.revision, feature_layer=entry.feature_layer, device=device,
-            dtype=dtype, trust_remote_code=entry.trust_remote_code, batch_size=entry.batch_size,
+            entry.name, entry.resolved_source(), revision=entry.revision, feature_layer=entry.feature_layer,
+            device=device, dtype=dtype, trust_remote_code=entry.trust_remote_code, batch_size=entry.batch_size,
         )  # fmt: skip
     except OSError as exc:
         if entry.is_local_path:
             raise
         raise not_in_hf_cache(entry, exc) from None
+
+
+def hf_preprocess_spec(entry: ModelEntry) -> PreprocessSpec:
+    """The geometry of an HF model's image processor, read from its processor files only (no weights)."""
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(entry.resolved_source(), local_files_only=True,
+                                                   trust_remote_code=entry.trust_remote_code)  # fmt: skip
+    return geometry.spec_from_hf(processor)
+
+
+def _spec_once_loaded(load: Callable[..., Any]) -> Callable[[ModelEntry], PreprocessSpec]:
+    """The spec of the loaded encoder (pixels loads nothing; a timm model has no processor files to read)."""
+    return lambda entry: load(entry).spec
+
+
+BACKENDS.register("encoder:pixels", Backend(load_pixels_encoder, _spec_once_loaded(load_pixels_encoder)))
+BACKENDS.register("encoder:timm", Backend(load_timm_encoder, _spec_once_loaded(load_timm_encoder)))
+BACKENDS.register("encoder:hf", Backend(load_hf_encoder, hf_preprocess_spec))

@@ -59,12 +59,12 @@ from PIL import Image
 
 from plainsight import geometry
 from plainsight.errors import ConfigError, ModelUnavailable
-from plainsight.models.encoders import Features, probe_blocks
+from plainsight.models.backends import BACKENDS, PRISMATIC, Backend
+from plainsight.models.encoders import Features, probe_blocks, torch_dtype
 from plainsight.models.vlms import (
     LetterScores, LetterTokens, VLMRequest, greedy_settings, letter_logprobs, split_letter_tokens,
 )  # fmt: skip
 
-SOURCE_PREFIX = "prismatic:"
 CHECKPOINT = Path("checkpoints") / "latest-checkpoint.pt"
 LLM_CONFIG = "llm_config.json"
 VISION_CONFIG = "vision_config.json"
@@ -349,7 +349,7 @@ def featurizer_spec(timm_id: str, cfg: PrismaticConfig) -> tuple[geometry.Prepro
     if "siglip" in timm_id or "in1k" in timm_id:
         data["crop_pct"] = 1.0  # Prismatic replaces their larger default resize by Resize(default_image_size)
     mean, std = tuple(float(m) for m in data["mean"]), tuple(float(s) for s in data["std"])
-    spec = geometry.spec_from_timm(data, source=f"prismatic:{timm_id}")
+    spec = geometry.spec_from_timm(data, source=f"{PRISMATIC}{timm_id}")
     if cfg.image_resize_strategy == "letterbox":
         spec = replace(spec, letterbox=True, fill=tuple(int(m * 255) for m in mean))
     elif cfg.image_resize_strategy == "resize-naive":
@@ -739,9 +739,18 @@ def _build_llm(config: Any, state: dict[str, torch.Tensor], path: Path) -> nn.Mo
     return llm.eval()
 
 
-def load_prismatic(entry: Any, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> PrismaticVLM:
+def load_prismatic(entry: Any, *, device: str = "cpu", dtype: str | torch.dtype = torch.float32) -> PrismaticVLM:
     """The VLM of a models.toml entry whose source is ``prismatic:<folder>``."""
+    if entry.attention_diagnostic:
+        raise ConfigError(f"[models.{entry.name}]: the attention diagnostic does not support Prismatic models yet")
     if entry.adapter_dir is not None:
         raise ConfigError(f"[models.{entry.name}]: plainsight adapt does not support Prismatic models yet")
-    folder = Path(entry.resolved_source().removeprefix(SOURCE_PREFIX))
-    return PrismaticVLM.from_folder(entry.name, folder, device=device, dtype=dtype, batch_size=entry.batch_size)
+    return PrismaticVLM.from_folder(entry.name, _folder(entry), device=device, dtype=torch_dtype(dtype),
+                                    batch_size=entry.batch_size)  # fmt: skip
+
+
+def _folder(entry: Any) -> Path:
+    return Path(entry.resolved_source().removeprefix(PRISMATIC))
+
+
+BACKENDS.register("vlm:prismatic", Backend(load_prismatic, lambda entry: preprocess_spec_of(_folder(entry))))

@@ -35,11 +35,11 @@ from typing import Any
 
 from plainsight.errors import ConfigError, ModelLoadError, ModelUnavailable
 from plainsight.models.adapters import adaptation_fingerprint
+from plainsight.models.backends import PIXELS, PREFIXES, PRISMATIC, backend_name
 
 KINDS = ("encoder", "vlm")
 SCORING_MODES = ("letters", "generate")
 IMAGE_MODES = ("separate", "side_by_side")
-PRISMATIC = "prismatic:"  # source prefix of a Prismatic run folder (models/prismatic.py)
 IMAGE_RESIZES = ("letterbox", "processor")  # vlm only: pad to the processor's aspect first | the processor alone
 
 
@@ -70,9 +70,14 @@ class ModelEntry:
     @property
     def is_local_path(self) -> bool:
         s = self.source
-        return not (s.startswith(("timm:", "double:", PRISMATIC)) or s == "pixels") and (
+        return not (s.startswith(PREFIXES) or s == PIXELS) and (
             s.startswith((".", "/", "~")) or (self.base_dir / s).exists()
         )
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend that loads this entry (models/backends.py), e.g. "vlm:hf", "encoder:timm"."""
+        return backend_name(self.kind, self.source, local=self.is_local_path)
 
     def resolved_source(self) -> str:
         """The source with a relative local path resolved against the toml's folder (``prismatic:<folder>`` too)."""

@@ -19,8 +19,10 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from plainsight.errors import ConfigError
 from plainsight.items import Item
+from plainsight.models.adapters import apply_adaptation, read_adaptation
+from plainsight.models.backends import BACKENDS, Backend
+from plainsight.models.encoders import hf_preprocess_spec, torch_dtype
 from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
 
 # Families whose processors take one list of images per sample rather than a flat list.
@@ -309,33 +311,18 @@ class _AllowOnly:
         return scores + mask
 
 
-def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> VLM:
-    """The VLM an entry names: ``double:<kind>`` test doubles, ``prismatic:<folder>``, a local folder, or an HF
-    id in the local cache."""
-    from plainsight.models.encoders import torch_dtype
-
-    source = entry.resolved_source()
-    if source.startswith("double:"):
-        from plainsight.models.doubles import make_double
-
-        return make_double(source.removeprefix("double:"), entry.name, entry.options)
-    if source.startswith("prismatic:"):
-        from plainsight.models.prismatic import load_prismatic
-
-        if entry.attention_diagnostic:
-            raise ConfigError(f"[models.{entry.name}]: the attention diagnostic does not support Prismatic models yet")
-        return load_prismatic(entry, device=device, dtype=torch_dtype(dtype))
+def load_hf_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> HFVLM:
+    """A transformers VLM from a local folder or an HF id in the local cache, with the entry's adapter folder
+    applied (a tuned entry) and the attention diagnostic on where the entry asks for it."""
     missing = missing_local_folder(entry)
     if missing is not None:
         raise missing
     adapter_dir = entry.resolved_adapter_dir()
     if adapter_dir is not None:
-        from plainsight.models.adapters import read_adaptation
-
         read_adaptation(adapter_dir)  # a missing adapter is reported before the base is loaded
     try:
         vlm = HFVLM.from_pretrained(
-            entry.name, source, revision=entry.revision, device=device, dtype=torch_dtype(dtype),
+            entry.name, entry.resolved_source(), revision=entry.revision, device=device, dtype=torch_dtype(dtype),
             trust_remote_code=entry.trust_remote_code, batch_size=entry.batch_size,
         )  # fmt: skip
     except OSError as exc:
@@ -343,9 +330,10 @@ def load_vlm(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype
             raise
         raise not_in_hf_cache(entry, exc) from None
     if adapter_dir is not None:
-        from plainsight.models.adapters import apply_adaptation
-
         apply_adaptation(vlm, adapter_dir)
     if entry.attention_diagnostic:
         vlm.enable_attention_diagnostic()
     return vlm
+
+
+BACKENDS.register("vlm:hf", Backend(load=load_hf_vlm, preprocess_spec=hf_preprocess_spec))
