@@ -11,7 +11,7 @@ import torch
 from conftest import hf_config_dir
 
 from plainsight.models.tiny import LLAVA_TEMPLATE, build_bpe_tokenizer, shrink_vlm_config
-from plainsight.models.vlms import ADAPTERS, HFVLM
+from plainsight.models.vlms import HFVLM, vlm_class
 
 QWEN_STYLE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}{% if c['type']=='image' %}"
@@ -37,8 +37,7 @@ def _vision(**kw):
 
 
 def _wrap(name, model, processor) -> HFVLM:
-    adapter = ADAPTERS.get(model.config.model_type, HFVLM)
-    return adapter(name, model.eval(), processor)
+    return vlm_class(model.config.model_type)(name, model.eval(), processor)
 
 
 def real_config(folder_name: str) -> HFVLM:

@@ -1,4 +1,4 @@
-"""The models layer's backend registry: backends named from an entry's kind and source."""
+"""The models layer's two registries: backends named from an entry's kind and source, and VLM family profiles."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from plainsight.models.backends import BACKENDS
+from plainsight.models.families import FAMILIES, profile_for
 from plainsight.models.loading import load_model, preprocess_spec
 from plainsight.models.registry import ModelEntry
 from plainsight.registry import UnknownName
@@ -51,3 +52,16 @@ def test_load_model_dispatches_by_backend(tmp_path: Path):
     assert preprocess_spec(pixels).size == 32
     assert preprocess_spec(ModelEntry("o", "vlm", "double:oracle", base_dir=tmp_path)) is None
 
+
+def test_registered_profiles_and_the_generic_default():
+    llava = profile_for("llava")
+    assert llava is FAMILIES.get("llava")
+    assert (llava.own_tower, llava.probe_grid, llava.nested_images) == ("vision_tower", True, False)
+    assert profile_for("idefics3").nested_images and profile_for("smolvlm").nested_images
+    assert profile_for("paligemma").prompt_format == "paligemma"
+    assert profile_for("qwen2_vl").component_paths("projector") == ("visual.merger",)
+    unknown = profile_for("some_new_vlm")
+    assert unknown.model_type == "some_new_vlm" and "some_new_vlm" not in FAMILIES
+    assert (unknown.own_tower, unknown.probe_grid, unknown.nested_images) == (None, False, False)
+    assert unknown.prompt_format == "chat_template"
+    assert unknown.component_paths("llm") == ("language_model", "text_model")  # searched under every known name

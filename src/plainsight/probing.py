@@ -2,10 +2,10 @@
 
 One forward per item with hidden states; the image tokens of each image are mapped back to
 its patch grid, and the readout runs per layer. Point 0 is the pre-LLM state (the projector
-output placed in the input embeddings), points 1..L the LLM layers. Supported grids: the
-LLaVA family's fixed square grid, and VLMs that map their own states back (``layer_features``:
-Prismatic, whose one image per prompt is the item's images side by side); other families raise
-ConfigError (skip with the reason).
+output placed in the input embeddings), points 1..L the LLM layers. Supported grids: one fixed
+square grid per image (families whose profile says ``probe_grid``: LLaVA), and VLMs that map their
+own states back (``layer_features``: Prismatic, whose one image per prompt is the item's images
+side by side); other families raise ConfigError (skip with the reason).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from plainsight import geometry
 from plainsight.errors import ConfigError
 from plainsight.items import Item
 from plainsight.models.encoders import Features
+from plainsight.models.families import profile_for, supporting
 from plainsight.models.vlms import HFVLM, VLMRequest
 from plainsight.readouts import READOUTS
 from plainsight.scoring import choose
-
-SUPPORTED = ("llava",)
 
 
 def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tensor]]:
     """[layer][image] → (C, gh, gw) hidden states at each image's tokens (layer 0 = input embeddings)."""
     config = vlm.model.config
-    if config.model_type not in SUPPORTED or not isinstance(vlm, HFVLM):
-        raise ConfigError(f"{vlm.name}: layer-wise probing supports {SUPPORTED} image-token grids, not {config.model_type!r}")
+    if not profile_for(config.model_type).probe_grid or not isinstance(vlm, HFVLM):
+        raise ConfigError(f"{vlm.name}: layer-wise probing supports {supporting('probe_grid')} image-token grids, "
+                          f"not {config.model_type!r}")
     inputs = vlm._inputs([request], ())
     with torch.inference_mode():
         hidden = vlm.model(**inputs, output_hidden_states=True).hidden_states
@@ -54,7 +54,7 @@ def layer_series(vlm: HFVLM, task: Any, items: list[Item], *, image_resize: str 
     With ``image_resize = "letterbox"`` each image is padded as the VLM's view pads it (where its processor would crop).
     Items in ``data_faults`` (item id → the fault) are not read: they count in ``n``, not in ``n_valid``.
     """
-    readout = READOUTS[task.readout]
+    readout = READOUTS.get(task.readout).answer
     own = getattr(vlm, "layer_features", None)  # a VLM with its own image-token layout (Prismatic)
     spec = vlm.preprocess_spec if own is not None else geometry.spec_from_hf(vlm.processor.image_processor)
     correct: list[int] = []

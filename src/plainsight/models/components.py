@@ -2,8 +2,8 @@
 
 Fine-tuning one component at a time (``plainsight adapt --component``) and the attention
 diagnostic both need to know which modules belong where. transformers names them per family;
-the table below covers the families plainsight scores (LLaVA-1.5/NeXT/OneVision, PaliGemma,
-InternVL, Qwen2-VL/2.5-VL, Idefics3/SmolVLM).
+each family's profile (models/families.py) says where, and an unknown family is searched under
+every known name.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from typing import Any
 import torch
 
 from plainsight.errors import ConfigError
+from plainsight.models.families import profile_for
 
 COMPONENTS = ("llm", "projector", "vision")
-
-# Attribute paths under the model's inner ``.model`` (transformers 5 layout), first match wins.
-_PATHS: dict[str, tuple[str, ...]] = {
-    "llm": ("language_model", "text_model"),
-    "projector": ("multi_modal_projector", "connector", "visual.merger"),
-    "vision": ("vision_tower", "visual", "vision_model"),
-}
 
 
 def _inner(model: Any) -> Any:
@@ -31,10 +25,11 @@ def _inner(model: Any) -> Any:
 
 def component_prefix(model: Any, component: str) -> str:
     """The dotted module name of a component within ``model.named_modules()`` of the unwrapped model."""
-    if component not in _PATHS:
+    if component not in COMPONENTS:
         raise ConfigError(f"unknown component {component!r}; expected one of {COMPONENTS}")
+    paths = profile_for(str(getattr(getattr(model, "config", None), "model_type", ""))).component_paths(component)
     inner = _inner(model)
-    for path in _PATHS[component]:
+    for path in paths:
         module = inner
         for part in path.split("."):
             module = getattr(module, part, None)
@@ -43,7 +38,7 @@ def component_prefix(model: Any, component: str) -> str:
         if isinstance(module, torch.nn.Module):
             return f"model.{path}" if inner is not model else path
     raise ConfigError(
-        f"{type(model).__name__}: no {component} component found (looked for {', '.join(_PATHS[component])})"
+        f"{type(model).__name__}: no {component} component found (looked for {', '.join(paths)})"
     )
 
 

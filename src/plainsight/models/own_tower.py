@@ -2,10 +2,10 @@
 taken exactly where the VLM takes them for its projector (layer and CLS handling).
 
 With ``pairs_with = "own_tower"`` the VLM and its vision baseline differ only in the language part.
-The tower is lent by the loaded VLM (no second load). Supported: the LLaVA family's
-``vision_tower`` → ``multi_modal_projector`` path (``vision_feature_layer``,
-``vision_feature_select_strategy``), and any VLM that lends its own tower with
-``own_tower(name)`` (Prismatic: :class:`plainsight.models.prismatic.PrismaticOwnTower`).
+The tower is lent by the loaded VLM (no second load). Supported: families whose profile
+(models/families.py) names the tower of a LLaVA-style ``vision_tower`` → ``multi_modal_projector``
+path (``vision_feature_layer``, ``vision_feature_select_strategy``), and any VLM that lends its own
+tower with ``own_tower(name)`` (Prismatic: :class:`plainsight.models.prismatic.PrismaticOwnTower`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from PIL import Image
 from plainsight import geometry
 from plainsight.errors import ConfigError
 from plainsight.models.encoders import Features
-
-SUPPORTED = ("llava",)
+from plainsight.models.families import profile_for, supporting
 
 
 class OwnTowerEncoder:
@@ -32,13 +31,14 @@ class OwnTowerEncoder:
     def __init__(self, vlm: Any, name: str | None = None, image_resize: str = "letterbox"):
         model = vlm.model
         config = model.config
-        if config.model_type not in SUPPORTED:
+        tower = profile_for(config.model_type).own_tower
+        if tower is None:
             raise ConfigError(
-                f"{vlm.name}: pairs_with = 'own_tower' supports {SUPPORTED} models; {config.model_type!r} is not "
-                "supported yet — pair it with an encoder entry instead"
+                f"{vlm.name}: pairs_with = 'own_tower' supports {supporting('own_tower')} models; "
+                f"{config.model_type!r} is not supported yet — pair it with an encoder entry instead"
             )
         self.name = name or f"{vlm.name}/own_tower"
-        self.tower = model.model.vision_tower
+        self.tower = getattr(model.model, tower)
         self.layer = config.vision_feature_layer
         self.strategy = config.vision_feature_select_strategy
         self.image_processor = vlm.processor.image_processor

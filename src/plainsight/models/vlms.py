@@ -23,10 +23,8 @@ from plainsight.items import Item
 from plainsight.models.adapters import apply_adaptation, read_adaptation
 from plainsight.models.backends import BACKENDS, Backend
 from plainsight.models.encoders import hf_preprocess_spec, torch_dtype
+from plainsight.models.families import profile_for
 from plainsight.models.registry import ModelEntry, missing_local_folder, not_in_hf_cache
-
-# Families whose processors take one list of images per sample rather than a flat list.
-NESTED_IMAGE_FAMILIES = ("idefics3", "smolvlm", "idefics2", "mllama")
 
 
 @dataclass
@@ -96,7 +94,7 @@ class HFVLM:
         self.tokenizer = processor.tokenizer
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.forward_count = 0
-        self.family = getattr(model.config, "model_type", "")
+        self.profile = profile_for(getattr(model.config, "model_type", ""))
         self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.prefix: Any = None  # a PromptPrefix (prompt tuning), inserted before every prompt
@@ -125,7 +123,7 @@ class HFVLM:
         kwargs = dict(revision=revision, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(path_or_id, **kwargs)
         model = AutoModelForImageTextToText.from_pretrained(path_or_id, dtype=dtype, **kwargs)
-        adapter = ADAPTERS.get(model.config.model_type, cls) if cls is HFVLM else cls
+        adapter = vlm_class(model.config.model_type) if cls is HFVLM else cls
         return adapter(name, model, processor, device=device, dtype=dtype, batch_size=batch_size)
 
     # -- prompts -------------------------------------------------------------
@@ -172,7 +170,7 @@ class HFVLM:
 
     # -- scoring -------------------------------------------------------------
     def _images_arg(self, requests: list[VLMRequest]) -> list[Any]:
-        if any(tag in self.family for tag in NESTED_IMAGE_FAMILIES):
+        if self.profile.nested_images:
             return [list(r.images) for r in requests]
         return [im for r in requests for im in r.images]
 
@@ -283,8 +281,9 @@ class PaliGemmaVLM(HFVLM):
         return full[len(prompt) :]
 
 
-# Families whose behaviour differs from the generic chat-template path, by config model_type.
-ADAPTERS: dict[str, type[HFVLM]] = {"paligemma": PaliGemmaVLM}
+def vlm_class(model_type: str) -> type[HFVLM]:
+    """The HFVLM class that writes the prompts of a family (its profile's ``prompt_format``)."""
+    return PaliGemmaVLM if profile_for(model_type).prompt_format == "paligemma" else HFVLM
 
 
 def greedy_settings(vlm: Any, letters: tuple[str, ...], max_new_tokens: int,
