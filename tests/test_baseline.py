@@ -11,6 +11,7 @@ import pytest
 
 from plainsight.baseline import Baseline
 from plainsight.errors import ConfigError
+from plainsight.records import Record
 
 REPO = Path(__file__).resolve().parents[1]
 ITEMS = [f"i{k:03d}" for k in range(100)]
@@ -30,7 +31,7 @@ def write_baseline(folder: Path, correct: dict[str, bool], *, item_set="set1", p
 def compare(tmp_path: Path, flipped: int, **kw):
     base = Baseline.load(write_baseline(tmp_path / "b", {i: True for i in ITEMS}))
     new = {i: k >= flipped for k, i in enumerate(ITEMS)}
-    record = {"task": "low_level_matching", "model": "m", "role": "vlm", "item_set": kw.pop("item_set", "set1")}
+    record = Record("low_level_matching", "m", "vlm", item_set=kw.pop("item_set", "set1"))
     return base.compare(record, new, prompt_fingerprint=kw.pop("prompt_fp", "fp1"), alpha=0.05, tolerance=0.02)
 
 
@@ -45,7 +46,7 @@ def test_three_flips_pass_and_twenty_fail_with_the_p_value(tmp_path: Path):
 def test_significant_but_within_tolerance_passes(tmp_path: Path):
     base = Baseline.load(write_baseline(tmp_path / "b", {i: True for i in ITEMS * 1}))
     new = {i: k >= 6 for k, i in enumerate(ITEMS)}  # p = 0.5**6 < 0.05, drop 0.06
-    record = {"task": "low_level_matching", "model": "m", "role": "vlm", "item_set": "set1"}
+    record = Record("low_level_matching", "m", "vlm", item_set="set1")
     assert base.compare(record, new, prompt_fingerprint="fp1", alpha=0.05, tolerance=0.10).status == "pass"
     assert base.compare(record, new, prompt_fingerprint="fp1", alpha=0.05, tolerance=0.02).status == "fail"
 
@@ -64,7 +65,7 @@ def test_missing_and_malformed_baselines(tmp_path: Path):
     with pytest.raises(ConfigError, match="line 1"):
         Baseline.load(folder)
     base = Baseline.load(write_baseline(tmp_path / "c", {"i1": True}))
-    other = {"task": "depth", "model": "m", "role": "vlm", "item_set": "x"}
+    other = Record("depth", "m", "vlm", item_set="x")
     assert base.compare(other, {}, prompt_fingerprint=None, alpha=0.05, tolerance=0.0).status == "missing"
 
 

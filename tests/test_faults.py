@@ -329,11 +329,11 @@ def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(t
 
     choices = ("A", "B", "C", "D")
     record = summarize(vlm, choices=choices, blind=blind, vision=vision, n_items=limit)
-    assert record["data_errors"] == len(hit) and record["invalid"] == 0
-    assert record["n_valid"] == limit - len(hit) and record["correct"] == limit - len(hit)
-    assert record["accuracy"] == round((limit - len(hit)) / limit, 6)  # counted wrong
-    assert record["paired_n"] == limit - len(hit)
-    files = record["data_error_files"]
+    assert record.data_errors == len(hit) and record.invalid == 0
+    assert record.n_valid == limit - len(hit) and record.correct == limit - len(hit)
+    assert record.accuracy == round((limit - len(hit)) / limit, 6)  # counted wrong
+    assert record.paired_n == limit - len(hit)
+    files = record.data_error_files
     assert len(files) == 2 and any(str(truncated) in f for f in files) and any(str(deleted) in f for f in files)
 
     failed = judge(record, {}, smoke=False)  # max_invalid_share defaults to 0: nothing hidden
@@ -344,7 +344,7 @@ def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(t
     assert judge(record, {"expect": "xfail", "reason": "known"}, smoke=False).status == "fail"
     assert judge(record, {"max_invalid_share": 0.5}, smoke=False).status == "pass"
     vision_record = summarize(vision, choices=choices, n_items=limit)
-    assert vision_record["data_error_files"] == files
+    assert vision_record.data_error_files == files
 
 
 def test_blind_run_alone_finds_the_same_data_faults(tmp_path: Path, embedded_data: Path):
@@ -449,13 +449,14 @@ def test_max_invalid_share_is_validated_like_the_other_gates(tmp_path: Path):
 
 def test_data_error_message_names_ten_files_then_how_many_more():
     from plainsight.gates import judge
+    from plainsight.records import Record
 
     files = [f"/data/img{k:02d}.jpg: image file not found" for k in range(13)]
-    record = {
-        "task": "depth", "model": "m", "role": "vision", "n": 100, "n_valid": 87, "n_items": 100, "n_outcomes": 100,
-        "nan": 0, "answer_dist": {"A": 0.5, "B": 0.5}, "gold_dist": {"A": 0.5, "B": 0.5}, "data_errors": 13,
-        "data_error_files": files, "accuracy": 0.5, "ci95": [0.4, 0.6], "chance_floor": 0.5,
-    }  # fmt: skip
+    record = Record(
+        "depth", "m", "vision", n=100, n_valid=87, n_items=100, n_outcomes=100, nan=0,
+        answer_dist={"A": 0.5, "B": 0.5}, gold_dist={"A": 0.5, "B": 0.5}, data_errors=13,
+        data_error_files=files, accuracy=0.5, ci95=[0.4, 0.6], chance_floor=0.5,
+    )  # fmt: skip
     verdict = judge(record, {"max_invalid_share": 0.1}, smoke=False)
     assert verdict.status == "fail"
     assert "13 of 100 item(s) (13.0%)" in verdict.reason and "max_invalid_share 0.1" in verdict.reason

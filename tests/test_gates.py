@@ -6,6 +6,7 @@ import pytest
 
 from plainsight.errors import ConfigError
 from plainsight.gates import Thresholds, judge, load_thresholds
+from plainsight.records import Record
 
 
 def record(**overrides):
@@ -17,7 +18,7 @@ def record(**overrides):
         "paired_with": "enc", "mcnemar_p": 0.3, "tv_to_blind": 0.4,
     }  # fmt: skip
     base.update(overrides)
-    return base
+    return Record(**base)
 
 
 GATES = {"above_chance": True, "max_gap_to_vision": 0.1, "min_tv_to_blind": 0.05}

@@ -116,6 +116,25 @@ def test_merging_three_shards_equals_the_unsharded_run(project: pytest.Pytester)
     with pytest.raises(PlainsightError, match="not a shard run"):
         merge_runs([project.path / "whole"], project.path / "thresholds.toml")
 
+    # The regression gate applies to merged shards as to one run: a baseline in which constant-a got
+    # every item right makes both fail that pair the same way (gates.gate_record, one code path).
+    baseline = project.path / "baseline"
+    baseline.mkdir()
+    shutil.copy(project.path / "whole" / "results.json", baseline / "results.json")
+    rows = [json.loads(line) for line in (project.path / "whole" / "items.jsonl").read_text().splitlines()]
+    perfect = [{**r, "correct": True} if (r["model"], r["role"]) == ("constant-a", "vlm") else r for r in rows]
+    (baseline / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in perfect))
+    gated = project.runpytest_subprocess(*_args(project, "gated", f"--baseline={baseline}"))
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED
+    metadata, merged, _ = merge_runs([project.path / f"shard{i}" for i in (1, 2, 3)], project.path / "thresholds.toml",
+                                     baseline_dir=baseline)  # fmt: skip
+    by_key = {r.key: {k: v for k, v in r.to_json().items() if k not in TIMING} for r in merged}
+    assert by_key == _records(project.path / "gated")
+    constant = by_key[("low_level_matching", "constant-a", "vlm")]
+    assert constant["verdict"] == "fail" and "worse than the baseline" in constant["reason"]
+    assert constant["baseline"]["status"] == "fail" and constant["baseline"]["only_baseline_correct"] >= 20
+    assert by_key[("low_level_matching", "oracle", "vlm")]["baseline"]["status"] == "pass"
+
 
 def _item_lines(folder: Path) -> int:
     total = 0
