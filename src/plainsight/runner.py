@@ -1,6 +1,6 @@
 """Running a model in a role on a task's items, once per worker.
 
-A :class:`Runner` is the session-scoped store DESIGN.md calls for: items are
+A :class:`Runner` is the per-worker session store: items are
 built once per task, each model is loaded once and released before the next one
 loads, and each (task, model, role, item set) is computed once and memoised, so a
 VLM test and a vision test in the same worker share work.

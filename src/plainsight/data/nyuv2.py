@@ -17,7 +17,7 @@ import numpy as np
 from plainsight.data import find_dataset_folder
 from plainsight.errors import DataError
 
-FOLDER = "nyuv2"  # DESIGN.md's folder name; "NYUv2/" is accepted too
+FOLDER = "nyuv2"  # the usual folder name; "NYUv2/" is accepted too
 ALT_FOLDER = "NYUv2"
 LABELED = "nyu_depth_v2_labeled.mat"
 SPLITS = "splits.mat"

@@ -34,7 +34,6 @@ def _blink(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"blink": _blink}
 
 
-
 SPEC = register(
     TaskSpec(
         id=TASK_ID,

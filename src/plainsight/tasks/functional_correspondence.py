@@ -18,8 +18,8 @@ import numpy as np
 from plainsight import prompts, render
 from plainsight.data.funkpoint import FunKPointColumns, FunKPointRow, load_rows
 from plainsight.items import Item
-from plainsight.tasks.base import LoadRequest, TaskSpec, register
-from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items
+from plainsight.tasks.base import LoadRequest, register
+from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items, correspondence_task
 from plainsight.tasks.sources import blink_source
 
 TASK_ID = "functional_correspondence"
@@ -87,18 +87,7 @@ def _funkpoint(root: Path, req: LoadRequest) -> list[Item]:
     return load_funkpoint_items(root, seed=req.seed)
 
 
-
 SOURCES = {"funkpoint": _funkpoint, "blink": blink_source(BLINK_SUBTASK, TASK_ID)}
 
 
-
-SPEC = register(
-    TaskSpec(
-        id=TASK_ID,
-        family="correspondence",
-        prompt_id=PROMPT.id,
-        readout="correspondence",
-        render=render.draw_item_points,
-        sources=SOURCES,
-    )
-)
+SPEC = register(correspondence_task(TASK_ID, PROMPT, SOURCES))

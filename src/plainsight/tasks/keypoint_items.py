@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from plainsight import render
 from plainsight.items import LETTERS, Item, ItemImage, Point
+from plainsight.prompts import Prompt
 from plainsight.render import marker_radius
+from plainsight.tasks.base import SourceLoader, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -135,3 +138,9 @@ def build_keypoint_items(
             )
         )
     return items
+
+
+def correspondence_task(task_id: str, prompt: Prompt, sources: dict[str, SourceLoader]) -> TaskSpec:
+    """A point-correspondence task: REF on one image, A–D drawn on the other, the nearest-feature readout."""
+    return TaskSpec(id=task_id, family="correspondence", prompt_id=prompt.id, readout="correspondence",
+                    sources=sources, render=render.draw_item_points)  # fmt: skip

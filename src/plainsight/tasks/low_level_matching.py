@@ -21,8 +21,8 @@ from plainsight.data.hpatches import HPatchesPair, load_pairs
 from plainsight.errors import DataError
 from plainsight.geometry import apply_homography
 from plainsight.items import LETTERS, Item, ItemImage
-from plainsight.tasks.base import LoadRequest, SourceLoader, TaskSpec, register
-from plainsight.tasks.keypoint_items import balanced_slots
+from plainsight.tasks.base import LoadRequest, SourceLoader, register
+from plainsight.tasks.keypoint_items import balanced_slots, correspondence_task
 from plainsight.tasks.sources import blink_source
 
 TASK_ID = "low_level_matching"
@@ -191,13 +191,4 @@ def sources_with(**overrides: float) -> dict[str, SourceLoader]:
 SOURCES = sources_with()
 
 
-SPEC = register(
-    TaskSpec(
-        id=TASK_ID,
-        family="correspondence",
-        prompt_id=PROMPT.id,
-        readout="correspondence",
-        render=render.draw_item_points,
-        sources=SOURCES,
-    )
-)
+SPEC = register(correspondence_task(TASK_ID, PROMPT, SOURCES))

@@ -44,7 +44,6 @@ def _mochi(root: Path, req: LoadRequest) -> list[Item]:
 SOURCES = {"mochi": _mochi}
 
 
-
 SPEC = register(
     TaskSpec(
         id=TASK_ID,

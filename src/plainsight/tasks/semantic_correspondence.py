@@ -14,8 +14,8 @@ from pathlib import Path
 from plainsight import prompts, render
 from plainsight.data.spair import load_pairs
 from plainsight.items import Item
-from plainsight.tasks.base import LoadRequest, TaskSpec, register
-from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items
+from plainsight.tasks.base import LoadRequest, register
+from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items, correspondence_task
 from plainsight.tasks.sources import blink_source
 
 TASK_ID = "semantic_correspondence"
@@ -53,18 +53,7 @@ def _spair(root: Path, req: LoadRequest) -> list[Item]:
     return load_spair_items(root, seed=req.seed)
 
 
-
 SOURCES = {"spair": _spair, "blink": blink_source(BLINK_SUBTASK, TASK_ID)}
 
 
-
-SPEC = register(
-    TaskSpec(
-        id=TASK_ID,
-        family="correspondence",
-        prompt_id=PROMPT.id,
-        readout="correspondence",
-        render=render.draw_item_points,
-        sources=SOURCES,
-    )
-)
+SPEC = register(correspondence_task(TASK_ID, PROMPT, SOURCES))
