@@ -588,8 +588,14 @@ def test_a_second_run_into_a_held_report_dir_is_refused_and_touches_nothing(proj
         assert results == {"sentinel": True}
         assert (report / "items.part-gw0.jsonl").read_text() == '{"another": "run"}\n'
         # A pytest session that collects no eval test does not need (or take) the report dir.
-        (project.path / "test_plain.py").write_text("def test_plain():\n    pass\n")
-        plain = project.runpytest_subprocess("-p", "no:cacheprovider", f"--report-dir={report}", "test_plain.py")
+        # Nor does it read a config or import a task module: the always-on plugin stays out of its way.
+        (project.path / "test_plain.py").write_text(
+            "import sys\n\n"
+            "def test_plain():\n"
+            "    assert not [m for m in sys.modules if m.startswith(('plainsight.tasks.', 'plainsight.runner'))]\n"
+        )
+        plain = project.runpytest_subprocess("-p", "no:cacheprovider", f"--report-dir={report}", "test_plain.py",
+                                             "--model-config=no-such-models.toml")  # fmt: skip
         plain.assert_outcomes(passed=1)
     finally:
         lock.release()

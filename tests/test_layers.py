@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", (
         "plainsight.errors", "plainsight.registry", "plainsight.items", "plainsight.geometry",
         "plainsight.scoring", "plainsight.render", "plainsight.markers", "plainsight.prompts",
-        "plainsight.attention", "plainsight.outcomes", "plainsight.shards", "plainsight.views",
+        "plainsight.attention", "plainsight.outcomes", "plainsight.shards", "plainsight.views", "plainsight.run_options",
     )),
     # Native-format readers, one module per dataset format.
     ("data readers", ("plainsight.data", "plainsight.data.*")),

@@ -15,7 +15,6 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from itertools import islice
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -25,6 +24,7 @@ from plainsight.attention import mean_per_layer
 from plainsight.errors import DataError, PlainsightError
 from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint, out_of_image
 from plainsight.models.registry import ModelEntry, load_failure
+from plainsight.run_options import RunOptions
 from plainsight.outcomes import (
     DATA_ERROR, INVALID, OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, OutcomeSink, RoleRun,
     outcome_from_json,
@@ -37,22 +37,6 @@ from plainsight.views import vlm_preprocess_spec, vlm_view
 log = logging.getLogger("plainsight")
 
 DECODE_CACHE_SIZE = 64  # decoded source images kept per runner (bounded: real datasets have large images)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    data_root: Path | None = None
-    source: str | None = None  # dataset format to prefer where a task has several (tasks/sources.py)
-    seed: int = 0
-    limit: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    scoring: str | None = None  # overrides every VLM entry's scoring mode
-    probe_recipe: str = "auto"  # depth probe recipe: auto (full on CUDA, small on CPU), full, small
-    cache_dir: Path = Path(".plainsight-cache")  # trained probes
-    task_options: dict[str, dict[str, str]] = field(default_factory=dict)  # task → {option: value} (--task-option)
-    shard: tuple[int, int] | None = None  # (i, n): this runner scores every n-th item from the (i-1)-th (--shard i/n)
-    protocol: str = "default"  # protocols.py: which formats each task prefers (--protocol)
 
 
 def resolve_device(requested: str, worker: str = "main") -> str:

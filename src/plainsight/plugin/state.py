@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,7 +15,10 @@ from plainsight.models.registry import ModelEntry, load_models_toml, select
 from plainsight.outcomes import Outcome
 from plainsight.protocols import Protocol, get_protocol, task_options_with
 from plainsight.records import Record
-from plainsight.runner import Runner, RunOptions
+from plainsight.run_options import RunOptions
+
+if TYPE_CHECKING:
+    from plainsight.runner import Runner
 
 STATE_KEY = pytest.StashKey["PluginState"]()
 
@@ -99,6 +102,8 @@ class PluginState:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
+            from plainsight.runner import Runner  # the heavy imports wait for the first eval test
+
             answers = report_mod.stored_answers(self.report_dir) if self.resume else None
             self._runner = Runner(self.options, self.all_entries, sink=self._log_outcome, worker=self.worker,
                                   answers=answers, training_items=self.training_items())  # fmt: skip
@@ -152,10 +157,10 @@ def _checked_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def _checked_task_options(values: list[str], protocol: Protocol) -> dict[str, dict[str, str]]:
-    from plainsight.tasks import all_tasks, parse_task_options
-
     if not values:  # the task modules are only imported when there is something to check
         return task_options_with(protocol, {})
+    from plainsight.tasks import all_tasks, parse_task_options
+
     try:
         return task_options_with(protocol, parse_task_options(values, all_tasks()))
     except ConfigError as exc:
@@ -163,11 +168,11 @@ def _checked_task_options(values: list[str], protocol: Protocol) -> dict[str, di
 
 
 def _checked_source(name: str | None) -> str | None:
+    if name is None:
+        return None
     from plainsight.tasks import all_tasks
     from plainsight.tasks.sources import check_source_name
 
-    if name is None:
-        return None
     try:
         check_source_name(name, {s for t in all_tasks().values() for s in t.sources})
     except ConfigError as exc:
