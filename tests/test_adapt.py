@@ -431,7 +431,7 @@ def test_merged_shards_recompute_the_tuned_comparison(pytester: pytest.Pytester,
     shards = [run(f"shard{i}", "--shard", f"{i}/2") for i in (1, 2)]
     _, merged, _ = merge_runs(shards, thresholds)
     expected = {(r["model"], r["role"]): r for r in whole}
-    got = {(r["model"], r["role"]): r for r in merged}
+    got = {(r.model, r.role): r.to_json() for r in merged}  # merge_runs gives Records
     tuned = ("tiny-llava-lora", "vlm")
     lists = ("image_attention", "base_image_attention")  # means of rounded per-item values: equal to 1e-6
     assert {k: v for k, v in got[tuned]["vs_base"].items() if k not in lists} == {
