@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             cwd=REPO, capture_output=True, text=True,
         )  # fmt: skip
         lines = proc.stdout.strip().splitlines() or ["(no output)"]
-        check(proc.returncode == 0, f"pytest evals --device {args.device} --dtype bfloat16: exit {proc.returncode}; {lines[-1]}")
+        check(
+            proc.returncode == 0,
+            f"pytest evals --device {args.device} --dtype bfloat16: exit {proc.returncode}; {lines[-1]}",
+        )
     print(f"cuda_check: {len(check.failed)} check(s) failed" if check.failed else "cuda_check: all checks passed")
     return 1 if check.failed else 0
 

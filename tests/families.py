@@ -8,8 +8,8 @@ classes are built with its real special-token layout and template shape.
 from __future__ import annotations
 
 import torch
-from conftest import hf_config_dir
 
+from conftest import hf_config_dir
 from plainsight.models.tiny import LLAVA_TEMPLATE, build_bpe_tokenizer, shrink_vlm_config
 from plainsight.models.vlms import HFVLM, vlm_class
 
@@ -50,12 +50,19 @@ def real_config(folder_name: str) -> HFVLM:
 
 
 def llava_next() -> HFVLM:
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
 
     tok = build_bpe_tokenizer(["<pad>", "<s>", "</s>", "<image>"], pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                               extra_special_tokens={"image_token": "<image>"})  # fmt: skip
     grid = [[32, 64], [64, 32], [32, 32]]
-    ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=grid)
+    ip = LlavaNextImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=grid
+    )
     proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
                               chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1)  # fmt: skip
     cfg = LlavaNextConfig(vision_config=_vision(model_type="clip_vision_model", image_size=32, patch_size=8),
@@ -66,8 +73,13 @@ def llava_next() -> HFVLM:
 
 
 def llava_onevision() -> HFVLM:
-    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil,
-                              LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)  # fmt: skip
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,  # fmt: skip
+        LlavaOnevisionVideoProcessor,
+    )
 
     tok = build_bpe_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"],
                               pad_token="<|endoftext|>", eos_token="<|im_end|>",
@@ -87,12 +99,19 @@ def llava_onevision() -> HFVLM:
 
 
 def idefics3() -> HFVLM:
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
 
     special = ["<pad>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>"]
     special += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
     tok = build_bpe_tokenizer(special, pad_token="<pad>", bos_token="<|im_start|>", eos_token="<end_of_utterance>")
-    ip = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
+    ip = Idefics3ImageProcessorPil(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
+    )
     proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=IDEFICS_STYLE)
     cfg = Idefics3Config(vision_config=_vision(image_size=32, patch_size=8), text_config=_text(tok), scale_factor=2,
                          image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)  # fmt: skip
@@ -101,8 +120,13 @@ def idefics3() -> HFVLM:
 
 
 def internvl() -> HFVLM:
-    from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
-                              InternVLVideoProcessor)  # fmt: skip
+    from transformers import (
+        GotOcr2ImageProcessorPil,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,  # fmt: skip
+    )
 
     tok = build_bpe_tokenizer(
         ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
@@ -122,7 +146,12 @@ def internvl() -> HFVLM:
 
 
 def paligemma() -> HFVLM:
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessorPil
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
 
     tok = build_bpe_tokenizer(["<pad>", "<bos>", "<eos>", "<image>"], pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
                               extra_special_tokens={"image_token": "<image>"})  # fmt: skip

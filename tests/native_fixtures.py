@@ -73,7 +73,13 @@ def write_funkpoint(root: Path) -> list[dict]:
             rel = f"images/n0{a}{c}/0001.jpg"
             _jpeg(base / rel, 10 * a + c)
             points = SRC_POINTS if c == 0 else TRG_POINTS
-            row = {"image_path": rel, "action": action, "wnid": f"n0{a}{c}", "object_category": category, "difficulty": "1"}
+            row = {
+                "image_path": rel,
+                "action": action,
+                "wnid": f"n0{a}{c}",
+                "object_category": category,
+                "difficulty": "1",
+            }
             for k, (x, y) in enumerate(points, start=1):
                 row[f"p{k}_x"], row[f"p{k}_y"] = repr(x / SIZE[0]), repr(y / SIZE[1])
             rows.append(row)
@@ -83,7 +89,9 @@ def write_funkpoint(root: Path) -> list[dict]:
     return rows
 
 
-def blink_row(idx: str, images: list[Image.Image | None], answer: str, *, n_choices: int = 4, fmt: str = "JPEG") -> dict:
+def blink_row(
+    idx: str, images: list[Image.Image | None], answer: str, *, n_choices: int = 4, fmt: str = "JPEG"
+) -> dict:
     """One BLINK row with Hugging Face image structs."""
     cells = []
     for k, im in enumerate(images + [None] * (4 - len(images))):
@@ -174,11 +182,15 @@ class ShuffledControl:
 
     def __str__(self) -> str:
         first = self.accuracies[0]
-        return (f"seed 0: {round(first * self.n)}/{self.n} = {first:.3f}; over {len(self.accuracies)} permutations: "
-                f"mean {self.accuracies.mean():.3f}, chance {self.chance:.3f} inside {self.covered:.0%} of the CIs")
+        return (
+            f"seed 0: {round(first * self.n)}/{self.n} = {first:.3f}; over {len(self.accuracies)} permutations: "
+            f"mean {self.accuracies.mean():.3f}, chance {self.chance:.3f} inside {self.covered:.0%} of the CIs"
+        )
 
 
-def shuffled_control(oracle_letters: list[str], golds: list[str], *, chance: float, permutations: int = 200) -> ShuffledControl:
+def shuffled_control(
+    oracle_letters: list[str], golds: list[str], *, chance: float, permutations: int = 200
+) -> ShuffledControl:
     """Score ``oracle_letters`` (the truth's answer per item) against permuted items' golds."""
     from plainsight.scoring import wilson_interval
 

@@ -24,7 +24,7 @@ from plainsight.models.components import component_linear_names
 from plainsight.models.prefix import PromptPrefix
 from plainsight.models.registry import load_models_toml
 from plainsight.models.vlms import HFVLM, VLMRequest
-from plainsight.runner import RunOptions, Runner
+from plainsight.runner import Runner, RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_LLAVA = REPO / "fixtures" / "models" / "tiny-llava"
@@ -39,7 +39,7 @@ def _models_toml(folder: Path, paired: bool = True, **tuned: str) -> Path:
     text = f"""
 [models.tiny-dinov2]
 kind = "encoder"
-source = "{REPO / 'fixtures' / 'models' / 'tiny-dinov2'}"
+source = "{REPO / "fixtures" / "models" / "tiny-dinov2"}"
 smoke = true
 
 [models.tiny-llava]
@@ -96,7 +96,9 @@ def test_prefix_slots_go_after_each_rows_left_padding(pads, n):
     mask = (ids != 0).long()
     types = torch.ones_like(ids)
     prefix = PromptPrefix(torch.zeros(n, 4), slot_token_id=99)
-    out = prefix.insert({"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "pixel_values": torch.ones(2)})
+    out = prefix.insert(
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "pixel_values": torch.ones(2)}
+    )
     for row, p in enumerate(pads):
         expected = [0] * p + [99] * n + list(range(10, 10 + length - p))
         assert out["input_ids"][row].tolist() == expected
@@ -154,7 +156,9 @@ def test_llava_components_are_disjoint_and_where_transformers_puts_them(tiny_vlm
     assert all(n.startswith("model.vision_tower.") for n in names["vision"])
     assert "lm_head" not in names["llm"]
     assert not (names["llm"] & names["vision"]) and not (names["projector"] & names["vision"])
-    assert any(n.endswith("self_attn.q_proj") for n in names["llm"]) and any(n.endswith("mlp.fc1") for n in names["vision"])
+    assert any(n.endswith("self_attn.q_proj") for n in names["llm"]) and any(
+        n.endswith("mlp.fc1") for n in names["vision"]
+    )
 
 
 @pytest.mark.parametrize("folder, projector", [
@@ -193,7 +197,11 @@ def test_lora_changes_only_its_component(tmp_path: Path, component: str):
     before = dict(base.model.named_parameters())
     changed = {n for n, p in tuned.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed, "training changed nothing"
-    prefix = {"llm": "model.language_model.", "projector": "model.multi_modal_projector.", "vision": "model.vision_tower."}
+    prefix = {
+        "llm": "model.language_model.",
+        "projector": "model.multi_modal_projector.",
+        "vision": "model.vision_tower.",
+    }
     assert all(n.startswith(prefix[component]) for n in changed), changed
 
 
@@ -312,7 +320,9 @@ def test_evals_show_tuned_and_original_side_by_side(pytester: pytest.Pytester, t
     assert lines and not {line["item"] for line in lines} & train_ids, "a training item was evaluated"
     assert all(r["n_items"] == 160 - 24 for r in results if r["role"] != "probe")
     tuned = recs[("tiny-llava-lora", "vlm")]
-    assert tuned["tuning"]["method"] == "lora" and tuned["tuning"]["component"] == "llm" and tuned["tuning"]["rank"] == 4
+    assert (
+        tuned["tuning"]["method"] == "lora" and tuned["tuning"]["component"] == "llm" and tuned["tuning"]["rank"] == 4
+    )
     versus = tuned["vs_base"]
     assert versus["base"] == "tiny-llava" and versus["paired_n"] == 136
     original = recs[("tiny-llava", "vlm")]
@@ -325,19 +335,34 @@ def test_evals_show_tuned_and_original_side_by_side(pytester: pytest.Pytester, t
     # the attention diagnostic ran for both (two LLM layers each), per item in items.jsonl too
     assert len(versus["image_attention"]) == 2 and len(versus["base_image_attention"]) == 2
     assert all(0.0 <= x <= 1.0 for x in versus["image_attention"] + versus["base_image_attention"])
-    assert all(len(line["image_attention"]) == 2 for line in lines if line["role"] == "vlm" and "llava" in line["model"])
+    assert all(
+        len(line["image_attention"]) == 2 for line in lines if line["role"] == "vlm" and "llava" in line["model"]
+    )
     text = (report / "report.md").read_text()
     assert "## Tuned vs original (same held-out items)" in text
     assert "| depth | tiny-llava-lora | tiny-llava | lora | llm |" in text
     html = (report / "report.html").read_text()
-    assert "<h3>Tuned vs original (same held-out items)</h3>" in html and "<td>tiny-llava-lora</td><td>original</td>" in html
+    assert (
+        "<h3>Tuned vs original (same held-out items)</h3>" in html
+        and "<td>tiny-llava-lora</td><td>original</td>" in html
+    )
 
 
 def test_adapt_command(tmp_path: Path, capsys: pytest.CaptureFixture):
     from plainsight.cli import main
 
     toml = _models_toml(tmp_path)
-    common = ["adapt", "--model-config", str(toml), "--model", "tiny-llava", "--task", "depth", "--out", str(tmp_path / "a")]
+    common = [
+        "adapt",
+        "--model-config",
+        str(toml),
+        "--model",
+        "tiny-llava",
+        "--task",
+        "depth",
+        "--out",
+        str(tmp_path / "a"),
+    ]
     assert main([*common, "--method", "prompt"]) == 2
     assert "--tokens" in capsys.readouterr().err
     assert main([*common, "--method", "lora", "--rank", "2", "--model", "tiny-dinov2"]) == 2
@@ -381,11 +406,17 @@ def test_llm_lora_learns_to_look(tmp_path: Path):
 
     folder = build_colour_llava(tmp_path / "colour-llava")
     toml = tmp_path / "models.toml"
-    toml.write_text(f'[models.colour-llava]\nkind = "vlm"\nsource = "{folder}"\nimage_mode = "side_by_side"\nsmoke = true\n')
+    toml.write_text(
+        f'[models.colour-llava]\nkind = "vlm"\nsource = "{folder}"\nimage_mode = "side_by_side"\nsmoke = true\n'
+    )
     plan = AdaptPlan(method="lora", component="llm", rank=8, steps=150, lr=1e-3, batch_size=16, train_items=60, seed=0)
     record = run_adapt(load_models_toml(toml)["colour-llava"], "depth", plan, tmp_path / "lora-llm")
-    toml.write_text(toml.read_text() + f'\n[models.tuned]\nbase = "colour-llava"\nadapter_dir = "{tmp_path / "lora-llm"}"\n')
-    runner = Runner(RunOptions(), load_models_toml(toml), training_items={"depth": {"tuned": frozenset(record["train_items"])}})
+    toml.write_text(
+        toml.read_text() + f'\n[models.tuned]\nbase = "colour-llava"\nadapter_dir = "{tmp_path / "lora-llm"}"\n'
+    )
+    runner = Runner(
+        RunOptions(), load_models_toml(toml), training_items={"depth": {"tuned": frozenset(record["train_items"])}}
+    )
     held_out = runner.items("depth")
     tuned, tuned_blind = runner.run("depth", "tuned", "vlm"), runner.run("depth", "tuned", "blind")
     original, original_blind = runner.run("depth", "colour-llava", "vlm"), runner.run("depth", "colour-llava", "blind")
@@ -435,14 +466,16 @@ def test_merged_shards_recompute_the_tuned_comparison(pytester: pytest.Pytester,
     tuned = ("tiny-llava-lora", "vlm")
     lists = ("image_attention", "base_image_attention")  # means of rounded per-item values: equal to 1e-6
     assert {k: v for k, v in got[tuned]["vs_base"].items() if k not in lists} == {
-        k: v for k, v in expected[tuned]["vs_base"].items() if k not in lists}
+        k: v for k, v in expected[tuned]["vs_base"].items() if k not in lists
+    }
     shard_one = {(r["model"], r["role"]): r for r in json.loads((shards[0] / "results.json").read_text())["results"]}
     assert shard_one[tuned]["vs_base"]["paired_n"] < got[tuned]["vs_base"]["paired_n"]  # not one shard's numbers
     for key in lists:
         assert got[tuned]["vs_base"][key] == pytest.approx(expected[tuned]["vs_base"][key], abs=2e-6)
     assert got[tuned]["image_attention"] == pytest.approx(expected[tuned]["image_attention"], abs=2e-6)
     assert got[("tiny-llava", "vlm")]["image_attention"] == pytest.approx(
-        expected[("tiny-llava", "vlm")]["image_attention"], abs=2e-6)
+        expected[("tiny-llava", "vlm")]["image_attention"], abs=2e-6
+    )
 
 
 @pytest.mark.parametrize("text, message", [

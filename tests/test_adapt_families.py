@@ -15,8 +15,8 @@ from families import FAMILIES
 from plainsight.models.components import attention_modules, component_linear_names
 from plainsight.models.prefix import PromptPrefix
 from plainsight.models.vlms import VLMRequest
-from plainsight.views import vlm_preprocess_spec, vlm_view
 from plainsight.tasks import LoadRequest, get_task
+from plainsight.views import vlm_preprocess_spec, vlm_view
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ def test_tuning_and_diagnostic_work_on_every_family(family: str, items):
 
     names = {c: set(component_linear_names(vlm.model, c)) for c in ("llm", "projector", "vision")}
     assert all(names.values()), {c: len(n) for c, n in names.items()}
-    assert not (names["llm"] & names["projector"] or names["llm"] & names["vision"] or names["projector"] & names["vision"])
+    assert not (
+        names["llm"] & names["projector"] or names["llm"] & names["vision"] or names["projector"] & names["vision"]
+    )
 
     tok = vlm.tokenizer
     token = tok.eos_token_id if tok.eos_token_id is not None else tok.pad_token_id

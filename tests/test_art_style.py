@@ -69,7 +69,10 @@ def test_a_row_without_both_candidates_is_an_error_naming_it(tmp_path):
     rows = _rows()
     rows[1]["image_3"] = None
     path = write_blink(tmp_path, SUBTASK, rows)
-    with pytest.raises(DataError, match=r"\(val_Art_Style_2\): an Art_Style row needs a reference and one image per choice \(3 images\), it has 2") as err:
+    with pytest.raises(
+        DataError,
+        match=r"\(val_Art_Style_2\): an Art_Style row needs a reference and one image per choice \(3 images\), it has 2",
+    ) as err:
         get_task("art_style").load_items(LoadRequest(tmp_path))
     assert str(path) in str(err.value)
 
@@ -78,7 +81,11 @@ def test_a_row_without_both_candidates_is_an_error_naming_it(tmp_path):
     "field, value, message",
     [
         ("answer", "(C)", r"row 0 \(val_Art_Style_1\): field 'answer' must be one of \['\(A\)', '\(B\)'\]"),
-        ("image_3", {"bytes": b"garbage", "path": "x.jpg"}, r"row 0 \(val_Art_Style_1\): field 'image_3': cannot decode"),
+        (
+            "image_3",
+            {"bytes": b"garbage", "path": "x.jpg"},
+            r"row 0 \(val_Art_Style_1\): field 'image_3': cannot decode",
+        ),
         ("prompt", " ", r"row 0 \(val_Art_Style_1\): field 'prompt' is empty"),
     ],
 )
@@ -129,7 +136,9 @@ class _StripeEncoder:
         out = []
         for im in images:
             grey = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float64) / 255)
-            diffs = torch.stack([grey[:, k:] [:, : grey.shape[1] - 8] - grey[:, : grey.shape[1] - 8] for k in (1, 2, 4, 8)])
+            diffs = torch.stack(
+                [grey[:, k:][:, : grey.shape[1] - 8] - grey[:, : grey.shape[1] - 8] for k in (1, 2, 4, 8)]
+            )
             out.append(Features(diffs.abs(), torch.zeros(1), None))
         return out
 

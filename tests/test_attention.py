@@ -107,4 +107,6 @@ def test_real_model_probe_matches_transformers_attentions():
     torch.testing.assert_close(torch.tensor(shares), expected, rtol=1e-5, atol=1e-6)
     # And left padding cannot leak weight: padded keys carry none.
     pad = inputs["attention_mask"] == 0
-    assert all(a[:, :, -1, :][pad[:, None, :].expand_as(a[:, :, -1, :])].abs().max() < 1e-6 for a in attentions if pad.any())
+    assert all(
+        a[:, :, -1, :][pad[:, None, :].expand_as(a[:, :, -1, :])].abs().max() < 1e-6 for a in attentions if pad.any()
+    )

@@ -23,7 +23,10 @@ def write_baseline(folder: Path, correct: dict[str, bool], *, item_set="set1", p
     results = {"schema": "plainsight.results/1", "results": [record],
                "prompt_fingerprints": {"low_level_matching": {"fingerprint": prompt_fp}}}  # fmt: skip
     (folder / "results.json").write_text(json.dumps(results))
-    lines = [json.dumps({"task": "low_level_matching", "model": "m", "role": "vlm", "item": i, "correct": c}) for i, c in correct.items()]
+    lines = [
+        json.dumps({"task": "low_level_matching", "model": "m", "role": "vlm", "item": i, "correct": c})
+        for i, c in correct.items()
+    ]
     (folder / "items.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -88,8 +91,19 @@ def run_evals(tmp_path: Path, miss: list[str], *extra: str) -> tuple[subprocess.
 
 def test_swapping_in_a_worse_model_fails_the_gate(tmp_path: Path):
     items = subprocess.run(
-        [str(Path(sys.executable).parent / "plainsight"), "items", "--task", "low_level_matching", "--limit", "100", "--json"],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        [
+            str(Path(sys.executable).parent / "plainsight"),
+            "items",
+            "--task",
+            "low_level_matching",
+            "--limit",
+            "100",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     ).stdout.splitlines()
     ids = [json.loads(line)["id"] for line in items]
     baseline = tmp_path / "baseline"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from native_fixtures import SIZE, SRC_POINTS, TRG_POINTS, blink_row, write_blink, write_funkpoint, write_spair
 from PIL import Image
 
-from native_fixtures import SIZE, SRC_POINTS, TRG_POINTS, blink_row, write_blink, write_funkpoint, write_spair
 from plainsight.data.blink import load_correspondence_items, load_items
-from plainsight.items import UNRECOVERED
 from plainsight.embedded.blink_twin import TRUTH
 from plainsight.errors import DataError
+from plainsight.items import UNRECOVERED
 from plainsight.readouts.correspondence import correspondence_readout
 from plainsight.render import draw_point_markers
 from plainsight.tasks import LoadRequest, get_task
@@ -65,7 +65,9 @@ def test_markers_are_recovered_within_a_pixel(tmp_path):
 def test_unrecoverable_item_is_vlm_only_with_the_reason(tmp_path):
     a, b = _pictures(3)
     three = {k: v for k, v in CHOICES_AT.items() if k != "D"}
-    row = blink_row("val_Semantic_Correspondence_9", [draw_point_markers(a, {"REF": REF_AT}), draw_point_markers(b, three)], "(B)")
+    row = blink_row(
+        "val_Semantic_Correspondence_9", [draw_point_markers(a, {"REF": REF_AT}), draw_point_markers(b, three)], "(B)"
+    )
     write_blink(tmp_path, "Semantic_Correspondence", [row])
     (item,) = load_correspondence_items(tmp_path, "Semantic_Correspondence", task="semantic_correspondence")
     assert "image 2" in item.meta[UNRECOVERED] and not item.images[1].points

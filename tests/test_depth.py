@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from plainsight.data.cvbench import load_depth
-from plainsight.embedded.depth_twin import TRUTH
 from plainsight.data.nyuv2 import open_nyuv2
+from plainsight.embedded.depth_twin import TRUTH
 from plainsight.errors import DataError, DatasetNotFound
 from plainsight.geometry import PreprocessSpec, plan
 from plainsight.models.encoders import HFEncoder
@@ -123,7 +123,10 @@ def _write_nyu(root: Path, n: int = 3, *, w: int = 16, h: int = 12, train=(1, 3)
         f["images"] = images.transpose(0, 3, 2, 1)  # MATLAB (H, W, 3, N) as h5py reads it: (N, 3, W, H)
         f["depths"] = depths.transpose(0, 2, 1)
         f["rawDepths"] = np.where(depths > 8, 0, depths).transpose(0, 2, 1)
-    scipy.io.savemat(folder / "splits.mat", {"trainNdxs": np.array(train, float)[:, None], "testNdxs": np.array(test, float)[:, None]})
+    scipy.io.savemat(
+        folder / "splits.mat",
+        {"trainNdxs": np.array(train, float)[:, None], "testNdxs": np.array(test, float)[:, None]},
+    )
     return images
 
 
@@ -199,7 +202,9 @@ def test_probe_learns_depth_and_the_shuffled_control_does_not(tiny_dinov2, embed
     probe = ensure_probe(tiny_dinov2, "tiny-dinov2@test", nyu, RECIPES["small"], tmp_path)
     correct, n = _accuracy(probe, tiny_dinov2, items)
     low, high = wilson_interval(correct, n)
-    control = ensure_probe(tiny_dinov2, "tiny-dinov2@test", nyu, replace(RECIPES["small"], shuffle_targets=True), tmp_path)
+    control = ensure_probe(
+        tiny_dinov2, "tiny-dinov2@test", nyu, replace(RECIPES["small"], shuffle_targets=True), tmp_path
+    )
     c_correct, _ = _accuracy(control, tiny_dinov2, items)
     c_low, c_high = wilson_interval(c_correct, n)
     print(f"depth probe (tiny-dinov2, small recipe): {correct}/{n} = {correct / n:.3f} [{low:.3f}, {high:.3f}]; "
@@ -222,7 +227,9 @@ def test_probe_is_trained_once_and_keyed_by_recipe(tiny_dinov2, embedded_data: P
 
 def test_oracle_from_rendered_depth_scores_one(embedded_data: Path):
     items = get_task("depth").load_items(LoadRequest(None))
-    truth = {f"cvbench-{t['idx']}": t for t in map(json.loads, (embedded_data / "CV-Bench" / TRUTH).read_text().splitlines())}
+    truth = {
+        f"cvbench-{t['idx']}": t for t in map(json.loads, (embedded_data / "CV-Bench" / TRUTH).read_text().splitlines())
+    }
     correct = 0
     for item in items:
         red, blue = truth[item.id]["box_mean_depth"]

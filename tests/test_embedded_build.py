@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from plainsight.data.hpatches import FOLDER, read_homography
 from plainsight.embedded import build_all
 from plainsight.embedded.hpatches_twin import build_hpatches_twin
-from plainsight.data.hpatches import FOLDER, read_homography
 from plainsight.geometry import apply_homography
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,15 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import hf_config_dir
 from PIL import Image
 
+from conftest import hf_config_dir
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.models.encoders import HFEncoder, PixelsEncoder, TimmEncoder
 from plainsight.models.loading import load_encoder
 from plainsight.models.registry import ModelEntry
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+)
 CROP = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
 PREFIX = {"dinov2": 1, "dinov2_reg": 5, "clip": 1, "siglip": 0, "vit": 1, "clip_dual": 1, "siglip_dual": 0}
 
@@ -182,7 +184,9 @@ TIMM_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2
 
 
 def timm_entry(tmp_path: Path, **options) -> ModelEntry:
-    return ModelEntry("t", "encoder", "timm:vit_tiny_patch16_224", base_dir=tmp_path, options={"model_kwargs": TIMM_KWARGS, **options})
+    return ModelEntry(
+        "t", "encoder", "timm:vit_tiny_patch16_224", base_dir=tmp_path, options={"model_kwargs": TIMM_KWARGS, **options}
+    )
 
 
 def saved_timm_model(tmp_path: Path, **overrides):
@@ -190,7 +194,9 @@ def saved_timm_model(tmp_path: Path, **overrides):
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10, **(TIMM_KWARGS | overrides)).eval()
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=10, **(TIMM_KWARGS | overrides)
+    ).eval()
     save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
     return model
 

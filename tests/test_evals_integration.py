@@ -119,7 +119,9 @@ def test_doubles_through_the_gates(eval_project: pytest.Pytester):
     const = recs[("low_level_matching", "constant-a", "vlm")]
     assert const["answer_dist"] == {"A": 1.0, "B": 0.0, "C": 0.0, "D": 0.0}
     assert const["tv_to_gold"] == pytest.approx(expected_tv, abs=1e-6)
-    assert const["tv_to_gold"] == pytest.approx(tv_distance(distribution(["A"] * LIMIT, "ABCD"), distribution(golds, "ABCD")))
+    assert const["tv_to_gold"] == pytest.approx(
+        tv_distance(distribution(["A"] * LIMIT, "ABCD"), distribution(golds, "ABCD"))
+    )
 
     blind = recs[("low_level_matching", "image-blind", "vlm")]
     assert blind["tv_to_blind"] == 0.0 and blind["checks"]["min_tv_to_blind"] is False
@@ -151,9 +153,7 @@ def test_k_selects_by_task_and_family(eval_project: pytest.Pytester):
 
 
 def test_missing_model_is_a_skip_naming_the_fix(eval_project: pytest.Pytester):
-    (eval_project.path / "models.toml").write_text(
-        '[models.ghost]\nkind = "encoder"\nsource = "./no/such/folder"\n'
-    )
+    (eval_project.path / "models.toml").write_text('[models.ghost]\nkind = "encoder"\nsource = "./no/such/folder"\n')
     result, results = run_evals(eval_project)
     result.assert_outcomes(skipped=1, deselected=2)  # test_vlm and test_probe: no VLM in this matrix
     rec = by_key(results)[("low_level_matching", "ghost", "vision")]
@@ -200,13 +200,22 @@ def all_evals(pytester: pytest.Pytester, embedded_data: Path) -> pytest.Pytester
 
 
 def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
-    result = pytester.runpytest_subprocess("--collect-only", "-q", f"--model-config={pytester.path / 'models.toml'}", *args)
+    result = pytester.runpytest_subprocess(
+        "--collect-only", "-q", f"--model-config={pytester.path / 'models.toml'}", *args
+    )
     return [line for line in result.outlines if "::" in line]
 
 
 def test_every_task_has_its_pairs_and_k_selects_them(all_evals: pytest.Pytester):
     collected = _collected(all_evals)
-    tasks = {"depth", "semantic_correspondence", "functional_correspondence", "low_level_matching", "object_3d", "art_style"}
+    tasks = {
+        "depth",
+        "semantic_correspondence",
+        "functional_correspondence",
+        "low_level_matching",
+        "object_3d",
+        "art_style",
+    }
     assert {t for line in collected for t in tasks if f"[{t}-" in line} == tasks
     for task, module in (("object_3d", "test_object_3d.py"), ("art_style", "test_art_style.py")):
         selected = _collected(all_evals, "-k", task)
@@ -224,7 +233,9 @@ def test_oracle_and_constant_on_the_new_tasks(all_evals: pytest.Pytester):
         oracle = records[(task, "oracle", "vlm")]
         assert oracle["n"] == n and oracle["accuracy"] == 1.0 and oracle["verdict"] == "pass"
         constant = records[(task, "constant-a", "vlm")]
-        assert constant["accuracy"] == pytest.approx(constant["gold_dist"]["A"]) and constant["chance"] == pytest.approx(chance, abs=1e-6)
+        assert constant["accuracy"] == pytest.approx(constant["gold_dist"]["A"]) and constant[
+            "chance"
+        ] == pytest.approx(chance, abs=1e-6)
         assert constant["verdict"] == "fail" and "chance floor" in constant["reason"]
     # MOCHI's 4-image trials, behind the task option: four choices, chance 1/4.
     all_evals.runpytest_subprocess(*common[:-2], "-k", "object_3d and oracle", "--task-option", "object_3d.n_objects=4")

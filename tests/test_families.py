@@ -9,9 +9,9 @@ import pytest
 from families import FAMILIES
 
 from plainsight.models.vlms import VLMRequest
-from plainsight.views import vlm_preprocess_spec, vlm_view
 from plainsight.scoring import choose, parse_choice
 from plainsight.tasks import LoadRequest, get_task
+from plainsight.views import vlm_preprocess_spec, vlm_view
 
 N_ITEMS = 2
 
@@ -56,7 +56,9 @@ def test_letter_restricted_generation_equals_the_letter_scoring_argmax(family: s
         shown = [im.rotate(90 * k, expand=True) for im in shown]  # vary the inputs
         requests.append(VLMRequest(shown, item.prompt + " " * k, item.choices, item))
     scored = [choose(s.logprobs, item.choices).letter for s, item in zip(vlm.score_letters(requests), its * 3)]
-    generated = [parse_choice(r, item.choices) for r, item in zip(vlm.generate(requests, restrict_to_letters=True), its * 3)]
+    generated = [
+        parse_choice(r, item.choices) for r, item in zip(vlm.generate(requests, restrict_to_letters=True), its * 3)
+    ]
     assert generated == scored and None not in scored
 
 

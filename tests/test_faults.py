@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
         ('[defaults.vlm]\nmin_accuracy = "high"\n', "[defaults.vlm]: min_accuracy must be a number"),
         ("[defaults.vlm]\nmin_accuracy = 1.5\n", "[defaults.vlm]: min_accuracy = 1.5 is out of range"),
         ('[defaults.vision]\nabove_chance = "yes"\n', "[defaults.vision]: above_chance must be true or false"),
-        ("[tasks.depth.vlm]\nmax_gap_to_vision = true\n", "[tasks.depth.vlm]: max_gap_to_vision must be a number, not bool"),
+        (
+            "[tasks.depth.vlm]\nmax_gap_to_vision = true\n",
+            "[tasks.depth.vlm]: max_gap_to_vision must be a number, not bool",
+        ),
         ("[models.m]\nmin_tv_to_blind = false\n", "[models.m]: min_tv_to_blind must be a number, not bool"),
         ('[baseline]\nalpha = "0.05"\n', "[baseline]: alpha must be a number"),
         ("[baseline]\nalpha = 0\n", "[baseline]: alpha = 0 is out of range (0"),
@@ -35,8 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
         ("[baseline]\ntolerence = 0.1\n", "[baseline]: unknown key 'tolerence'"),
         ('[models.m.depth]\nexpect = "fail"\nreason = "x"\n', '[models.m.depth]: expect must be "xfail"'),
         ('[models.m.depth]\nexpect = "xfail"\nreason = 3\n', "[models.m.depth]: reason must be a string"),
-        ("[tasks.art_styl.vision]\nabove_chance = true\n", "[tasks.art_styl]: unknown task 'art_styl'; known: art_style"),
-        ("[models.m.art_styl]\nabove_chance = false\n", "[models.m.art_styl]: unknown task 'art_styl'; known: art_style"),
+        (
+            "[tasks.art_styl.vision]\nabove_chance = true\n",
+            "[tasks.art_styl]: unknown task 'art_styl'; known: art_style",
+        ),
+        (
+            "[models.m.art_styl]\nabove_chance = false\n",
+            "[models.m.art_styl]: unknown task 'art_styl'; known: art_style",
+        ),
         ("[default.vlm]\nabove_chance = true\n", "unknown top-level key or table 'default'"),
         ("[defaults.vlm.depth]\nabove_chance = true\n", "[defaults.vlm].depth: unexpected table"),
         ('other_models = "m"\n', "other_models must be a list"),
@@ -122,6 +131,7 @@ def test_cvbench_jsonl_not_utf8_names_the_file(tmp_path: Path):
 
 def test_spair_layout_not_utf8_names_the_file(tmp_path: Path):
     from native_fixtures import write_spair
+
     from plainsight.data.spair import load_pairs
     from plainsight.errors import DataError
 
@@ -135,6 +145,7 @@ def test_spair_layout_not_utf8_names_the_file(tmp_path: Path):
 
 def test_funkpoint_labels_not_utf8_names_the_file(tmp_path: Path):
     from native_fixtures import write_funkpoint
+
     from plainsight.data.funkpoint import load_rows
     from plainsight.errors import DataError
 
@@ -164,6 +175,7 @@ def _spair_pair_file(root: Path) -> Path:
 def test_spair_pair_bool_is_not_a_coordinate(tmp_path: Path, field, value, message):
 
     from native_fixtures import write_spair
+
     from plainsight.data.spair import load_pairs
     from plainsight.errors import DataError
 
@@ -180,6 +192,7 @@ def test_spair_pair_bool_is_not_a_coordinate(tmp_path: Path, field, value, messa
 def test_spair_image_annotation_bool_is_not_a_coordinate(tmp_path: Path):
 
     from native_fixtures import write_spair
+
     from plainsight.data.spair import load_pairs
     from plainsight.errors import DataError
 
@@ -210,11 +223,14 @@ def test_cvbench_bbox_bool_is_not_a_coordinate(tmp_path: Path):
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError) as err:
         load_depth(tmp_path)
-    assert str(err.value).startswith(f"{path} row 0 (idx 7): field 'bbox' entry A must be [x1, y1, x2, y2]"), str(err.value)
+    assert str(err.value).startswith(f"{path} row 0 (idx 7): field 'bbox' entry A must be [x1, y1, x2, y2]"), str(
+        err.value
+    )
 
 
 def test_funkpoint_nan_coordinate_is_refused(tmp_path: Path):
     from native_fixtures import write_funkpoint
+
     from plainsight.data.funkpoint import FunKPointColumns, load_rows
     from plainsight.errors import DataError
 
@@ -236,9 +252,9 @@ def test_funkpoint_nan_coordinate_is_refused(tmp_path: Path):
 @pytest.mark.parametrize("column", ["image_1", "image_2"])
 def test_blink_renamed_image_column_names_missing_and_present_columns(tmp_path: Path, column: str):
     import pyarrow.parquet as pq
+    from native_fixtures import blink_row, write_blink
     from PIL import Image
 
-    from native_fixtures import blink_row, write_blink
     from plainsight.data.blink import load_correspondence_items
     from plainsight.errors import DataError
 
@@ -299,8 +315,8 @@ def _break_two_files(root: Path, items: list) -> tuple[Path, Path, set[str]]:
 
 def test_bad_image_files_are_data_faults_of_their_items_and_the_rest_is_scored(tmp_path: Path, embedded_data: Path):
     from plainsight.gates import judge
-    from plainsight.records import summarize
     from plainsight.outcomes import DATA_ERROR
+    from plainsight.records import summarize
     from plainsight.runner import Runner, RunOptions
 
     root = _spair_copy(tmp_path, embedded_data)
@@ -433,9 +449,15 @@ def test_out_of_image_points_and_boxes(points: dict, boxes: dict, fault: str | N
 def test_max_invalid_share_is_validated_like_the_other_gates(tmp_path: Path):
     p = tmp_path / "thresholds.toml"
     for text, message in [
-        ("[defaults.vlm]\nmax_invalid_share = 1.5\n", "[defaults.vlm]: max_invalid_share = 1.5 is out of range [0.0, 1.0]"),
+        (
+            "[defaults.vlm]\nmax_invalid_share = 1.5\n",
+            "[defaults.vlm]: max_invalid_share = 1.5 is out of range [0.0, 1.0]",
+        ),
         ("[models.m]\nmax_invalid_share = true\n", "[models.m]: max_invalid_share must be a number, not bool"),
-        ('[tasks.depth.vision]\nmax_invalid_share = "5%"\n', "[tasks.depth.vision]: max_invalid_share must be a number"),
+        (
+            '[tasks.depth.vision]\nmax_invalid_share = "5%"\n',
+            "[tasks.depth.vision]: max_invalid_share must be a number",
+        ),
     ]:
         p.write_text(text)
         with pytest.raises(ConfigError) as err:
@@ -479,7 +501,9 @@ def test_resume_tries_data_faults_again_once_the_file_is_fixed(tmp_path: Path, e
     def sink(task, model, role, outcome, key):
         rows[key] = outcome.to_json(task, model, role)
 
-    first = Runner(RunOptions(data_root=root, limit=12), _fault_entries(tmp_path), sink=sink).run(FAULT_TASK, "oracle", "vlm")
+    first = Runner(RunOptions(data_root=root, limit=12), _fault_entries(tmp_path), sink=sink).run(
+        FAULT_TASK, "oracle", "vlm"
+    )
     hit = {o.item_id for o in first.outcomes if o.reason == DATA_ERROR}
     assert hit and str(bad) in next(o.detail for o in first.outcomes if o.item_id in hit)
     bad.write_bytes(good_bytes)
@@ -661,7 +685,9 @@ def test_bad_images_fail_the_pair_by_name_and_the_rest_of_the_task_is_scored_and
     truncated.write_bytes(truncated.read_bytes()[:400])
     missing.unlink()
     shutil.copy(REPO / "evals" / "test_correspondence.py", pytester.path / "test_correspondence.py")
-    (pytester.path / "models.toml").write_text(MODELS.replace('[models.broken]\nkind = "encoder"\nsource = "./broken-dinov2"\n', ""))
+    (pytester.path / "models.toml").write_text(
+        MODELS.replace('[models.broken]\nkind = "encoder"\nsource = "./broken-dinov2"\n', "")
+    )
     report = pytester.path / "report"
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--model-config={pytester.path / 'models.toml'}",
@@ -669,7 +695,7 @@ def test_bad_images_fail_the_pair_by_name_and_the_rest_of_the_task_is_scored_and
         f"--data-root={data}", "--tasks=semantic_correspondence", "--limit=40",
     )  # fmt: skip
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([f"data errors: semantic_correspondence: * item(s) not scored (counted wrong): *"])
+    result.stdout.fnmatch_lines(["data errors: semantic_correspondence: * item(s) not scored (counted wrong): *"])
     out = result.stdout.str()
     assert truncated.name in out and missing.name in out
     results = json.loads((report / "results.json").read_text())
@@ -687,13 +713,17 @@ def test_bad_images_fail_the_pair_by_name_and_the_rest_of_the_task_is_scored_and
 def test_a_misspelt_model_table_in_thresholds_stops_the_run_before_it_starts(project):
     """Probe 4: [models.pixel.art_style] (pixels misspelt) would never apply; the run refuses to start."""
     thresholds = project.path / "thresholds.toml"
-    thresholds.write_text((REPO / "fixtures" / "thresholds.toml").read_text() + "\n[models.pixel.art_style]\nabove_chance = false\n")
+    thresholds.write_text(
+        (REPO / "fixtures" / "thresholds.toml").read_text() + "\n[models.pixel.art_style]\nabove_chance = false\n"
+    )
     result = project.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--model-config={project.path / 'models.toml'}", f"--thresholds={thresholds}",
         f"--report-dir={project.path / 'report'}", "--limit=4", "--tasks=low_level_matching",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{thresholds}: [[]models.pixel[]]: no such model in the model config; known models: *"])
+    result.stderr.fnmatch_lines(
+        [f"*{thresholds}: [[]models.pixel[]]: no such model in the model config; known models: *"]
+    )
     assert not (project.path / "report").exists()
 
 

@@ -83,7 +83,10 @@ def test_threshold_resolution_order(tmp_path: Path):
     )
     t = load_thresholds(p)
     assert t.for_case("depth", "m", "vlm") == {
-        "max_gap_to_vision": 0.2, "min_tv_to_blind": 0.0, "expect": "xfail", "reason": "paper"
+        "max_gap_to_vision": 0.2,
+        "min_tv_to_blind": 0.0,
+        "expect": "xfail",
+        "reason": "paper",
     }
     assert t.for_case("low_level_matching", "other", "vlm") == {"max_gap_to_vision": 0.1, "min_tv_to_blind": 0.05}
 

@@ -8,13 +8,20 @@ import functools
 import numpy as np
 import pytest
 import torch
-from conftest import hf_config_dir
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import hf_config_dir
 from plainsight.geometry import (
-    CROP_STYLES, PointTransform, PreprocessSpec, apply, apply_homography, plan, sample_points, spec_from_hf,
+    CROP_STYLES,
+    PointTransform,
+    PreprocessSpec,
+    apply,
+    apply_homography,
+    plan,
+    sample_points,
+    spec_from_hf,
     spec_from_timm,
 )  # fmt: skip
 
@@ -190,7 +197,9 @@ def test_timm_eval_transform_matches(ih, iw, square, crop_pct, crop_mode, w, h):
 
 
 def test_timm_spec_for_a_standard_vit():
-    spec = spec_from_timm({"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bicubic", "crop_mode": "center"})
+    spec = spec_from_timm(
+        {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bicubic", "crop_mode": "center"}
+    )
     assert (spec.resize, spec.size, spec.crop, spec.crop_style) == ("shortest_edge", 256, (224, 224), "torchvision")
     # torchvision rounds the crop offset half-to-even: 21 - 10 = 11 -> round(5.5) = 6, where transformers floors to 5
     assert plan(dataclasses.replace(spec, size=10, crop=(10, 10)), (42, 20)).offset[0] == -6
@@ -213,7 +222,10 @@ def test_describe_names_the_processor_and_steps():
 
 transforms = st.builds(
     lambda sx, sy, ox, oy: PointTransform((sx, sy), (ox, oy), (100, 100), (100, 100)),
-    st.floats(0.1, 10), st.floats(0.1, 10), st.floats(-50, 50), st.floats(-50, 50),
+    st.floats(0.1, 10),
+    st.floats(0.1, 10),
+    st.floats(-50, 50),
+    st.floats(-50, 50),
 )
 points = st.tuples(st.floats(-100, 500), st.floats(-100, 500))
 
@@ -228,7 +240,9 @@ def test_composition_is_associative_and_matches_sequential_mapping(a, b, c, p):
 
 @given(st.floats(-200, 200), st.floats(-200, 200), points)
 def test_translation_round_trips(dx, dy, p):
-    t = PointTransform.translation(dx, dy, (10, 10), (30, 20)).then(PointTransform.translation(-dx, -dy, (30, 20), (10, 10)))
+    t = PointTransform.translation(dx, dy, (10, 10), (30, 20)).then(
+        PointTransform.translation(-dx, -dy, (30, 20), (10, 10))
+    )
     assert np.allclose(t.map(p), p, atol=1e-9) and t.in_size == t.out_size == (10, 10)
 
 
@@ -311,7 +325,9 @@ def real_processor(folder: str, backend: str):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("folder", ["facebook__dinov2-small", "openai__clip-vit-large-patch14", "llava-hf__llava-1.5-7b-hf"])
+@pytest.mark.parametrize(
+    "folder", ["facebook__dinov2-small", "openai__clip-vit-large-patch14", "llava-hf__llava-1.5-7b-hf"]
+)
 @settings(max_examples=12, deadline=None)
 @given(w=st.integers(8, 640), h=st.integers(8, 640), fx=st.floats(0, 1), fy=st.floats(0, 1))
 def test_real_processors_move_a_dot_where_plan_says(folder, backend, w, h, fx, fy):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from native_fixtures import SIZE, SRC_POINTS, TRG_POINTS, write_funkpoint, write_spair
+
 from plainsight.data.funkpoint import FunKPointColumns, load_rows
 from plainsight.data.spair import load_pairs
 from plainsight.errors import DataError, DatasetNotFound
@@ -19,7 +19,6 @@ from plainsight.tasks import LoadRequest, get_task
 from plainsight.tasks.functional_correspondence import load_funkpoint_items
 from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items, min_distance_px
 from plainsight.tasks.semantic_correspondence import load_spair_items
-
 
 # ---------------------------------------------------------------- SPair-71k
 

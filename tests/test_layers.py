@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "plainsight.errors", "plainsight.registry", "plainsight.items", "plainsight.geometry",
         "plainsight.scoring", "plainsight.render", "plainsight.markers", "plainsight.prompts",
         "plainsight.attention", "plainsight.outcomes", "plainsight.shards", "plainsight.views", "plainsight.run_options",
+        "plainsight.documents",
     )),
     # Native-format readers, one module per dataset format.
     ("data readers", ("plainsight.data", "plainsight.data.*")),
@@ -133,7 +134,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 colour[path.pop()] = BLACK
                 stack.pop()
             elif colour.get(nxt, BLACK) == GREY:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif colour.get(nxt) == WHITE:
                 colour[nxt] = GREY
                 path.append(nxt)
@@ -241,7 +242,8 @@ def test_imports_are_read_from_function_bodies_and_relative_imports(tmp_path: Pa
     (pkg / "__init__.py").write_text("")
     (pkg / "low.py").write_text("X = 1\n")
     (pkg / "sub" / "__init__.py").write_text("from . import leaf\n")
-    (pkg / "sub" / "leaf.py").write_text(textwrap.dedent("""
+    (pkg / "sub" / "leaf.py").write_text(
+        textwrap.dedent("""
         from typing import TYPE_CHECKING
         from .. import low
         if TYPE_CHECKING:
@@ -249,7 +251,8 @@ def test_imports_are_read_from_function_bodies_and_relative_imports(tmp_path: Pa
         def f():
             import plainsight.sub.other
             from plainsight.low import X
-    """))
+    """)
+    )
     (pkg / "sub" / "other.py").write_text("")
     (pkg / "hidden.py").write_text("")
     graph = import_graph(module_files(tmp_path))

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from conftest import hf_config_dir
 from PIL import Image
 
+from conftest import hf_config_dir
 from plainsight.models.tiny import shrink_config_from_hf_configs
 from plainsight.models.vlms import HFVLM, VLMRequest
 

@@ -10,21 +10,21 @@ each is invalid and says how much of each image it would have seen.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import hf_config_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import hf_config_dir
 from plainsight.errors import ConfigError
 from plainsight.geometry import PreprocessSpec, apply, letterbox_for, letterboxed, plan, spec_from_hf, visible_share
 from plainsight.models.registry import load_models_toml
-from plainsight.views import vlm_view
 from plainsight.tasks import LoadRequest, get_task
+from plainsight.views import vlm_view
 
 small = st.integers(1, 120)
 crop_specs = st.builds(
@@ -59,7 +59,11 @@ def test_visible_share_is_the_share_of_pixels_a_crop_keeps(spec, w, h):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 120), st.integers(1, 120), st.sampled_from(["transformers", "transformers-torchvision", "torchvision"]))
+@given(
+    st.integers(1, 120),
+    st.integers(1, 120),
+    st.sampled_from(["transformers", "transformers-torchvision", "torchvision"]),
+)
 def test_a_letterboxed_image_keeps_every_pixel_where_plan_says(w, h, style):
     """expand2square then a square resize and crop at the square's own size: every source pixel arrives, exactly
     where the composed transform puts it."""

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from plainsight.embedded.hpatches_twin import random_homography
 from plainsight.data.hpatches import FOLDER, load_pairs
+from plainsight.embedded.hpatches_twin import random_homography
 from plainsight.geometry import apply_homography
 from plainsight.tasks import LoadRequest, get_task
 from plainsight.tasks.base import load_from_sources
@@ -40,7 +40,9 @@ def make_data(root: Path, seed: int, strength: float) -> list:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), strength=st.floats(0.1, 1.0), item_seed=st.integers(0, 5))
-def test_gold_is_the_homography_image_of_ref_and_distractors_keep_their_distance(tmp_path_factory, seed, strength, item_seed):
+def test_gold_is_the_homography_image_of_ref_and_distractors_keep_their_distance(
+    tmp_path_factory, seed, strength, item_seed
+):
     root = tmp_path_factory.mktemp("hp")
     pairs = make_data(root, seed, strength)
     items = build_items(pairs, seed=item_seed)

@@ -22,8 +22,9 @@ def rss_mb() -> float:
 def big_encoder(folder: Path) -> Path:
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
 
-    config = Dinov2Config(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048,
-                          image_size=32, patch_size=8)  # fmt: skip  (~19M parameters, ~75 MB in float32)
+    config = Dinov2Config(
+        hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048, image_size=32, patch_size=8
+    )  # fmt: skip  (~19M parameters, ~75 MB in float32)
     torch.manual_seed(0)
     Dinov2Model(config).save_pretrained(folder)
     BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -32,7 +33,8 @@ def big_encoder(folder: Path) -> Path:
 
 def test_release_returns_the_models_memory(tmp_path: Path):
     entries = {
-        name: ModelEntry(name, "encoder", str(big_encoder(tmp_path / name)), base_dir=tmp_path) for name in ("one", "two")
+        name: ModelEntry(name, "encoder", str(big_encoder(tmp_path / name)), base_dir=tmp_path)
+        for name in ("one", "two")
     }
     runner = Runner(RunOptions(), entries)
     image = Image.new("RGB", (32, 32), (120, 60, 30))

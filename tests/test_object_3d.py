@@ -161,7 +161,9 @@ def test_readout_scores_follow_the_images_when_they_are_permuted(n, seed):
     scores = np.array(odd_one_out_scores(pooled))
     np.testing.assert_allclose(np.array(odd_one_out_scores(pooled[perm])), scores[perm], atol=1e-6)
     # invariant to each image's feature scale (cosine)
-    np.testing.assert_allclose(odd_one_out_scores(pooled * torch.from_numpy(rng.uniform(0.1, 9, size=(n, 1)))), scores, atol=1e-6)
+    np.testing.assert_allclose(
+        odd_one_out_scores(pooled * torch.from_numpy(rng.uniform(0.1, 9, size=(n, 1)))), scores, atol=1e-6
+    )
 
 
 class _PooledEncoder:
@@ -236,7 +238,9 @@ def test_twin_barense_trials_are_excluded_by_default_and_counted(embedded_data):
 def test_twin_views_of_one_object_differ_and_colour_says_nothing(embedded_data):
     """Same plain colour on every object of a trial: the mean colour of the odd image is no cue."""
     items = get_task("object_3d").load_items(LoadRequest(embedded_data))
-    hits = sum(max((r := odd_one_out_readout(_PooledEncoder(), it)).scores, key=r.scores.get) == it.gold for it in items)
+    hits = sum(
+        max((r := odd_one_out_readout(_PooledEncoder(), it)).scores, key=r.scores.get) == it.gold for it in items
+    )
     lo, hi = wilson_interval(hits, len(items))
     print(f"\nobject_3d twin: mean-colour readout {hits}/{len(items)} [{lo:.3f}, {hi:.3f}]")
     assert lo < 1 / 3  # not significantly above chance: colour and on-screen size are no cue
@@ -255,4 +259,3 @@ def test_twin_readouts_reported(embedded_data):
     lo, hi = wilson_interval(correct, len(run.outcomes))
     print(f"\nobject_3d twin: pixels (thumbnail NCC) {correct}/{len(run.outcomes)} [{lo:.3f}, {hi:.3f}]")
     assert len(run.outcomes) == 120 and all(o.valid for o in run.outcomes)
-

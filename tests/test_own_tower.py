@@ -14,7 +14,9 @@ from plainsight.models.vlms import VLMRequest
 def projector_inputs(vlm, images):
     """The tensor the projector receives during a real VLM forward (captured by a forward hook)."""
     captured = []
-    handle = vlm.model.model.multi_modal_projector.register_forward_hook(lambda mod, args, out: captured.append(args[0]))
+    handle = vlm.model.model.multi_modal_projector.register_forward_hook(
+        lambda mod, args, out: captured.append(args[0])
+    )
     try:
         vlm.score_letters([VLMRequest(images, "Which point?", ("A", "B", "C", "D"))])
     finally:
@@ -28,7 +30,9 @@ def llava():
 
 
 def image():
-    return Image.fromarray(torch.randint(0, 255, (200, 260, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).numpy())
+    return Image.fromarray(
+        torch.randint(0, 255, (200, 260, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).numpy()
+    )
 
 
 def test_own_tower_features_equal_the_projector_input(llava):

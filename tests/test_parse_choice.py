@@ -76,6 +76,9 @@ def test_never_returns_an_invalid_letter(reply):
     assert parse_choice(reply, ("A", "B"), ("cat", "dog")) in (None, "A", "B")
 
 
-@given(st.sampled_from(ABCD), st.sampled_from(["{}", "({})", "{}.", "Answer: {}", "The answer is ({})", "**{}**", "{}</s>"]))
+@given(
+    st.sampled_from(ABCD),
+    st.sampled_from(["{}", "({})", "{}.", "Answer: {}", "The answer is ({})", "**{}**", "{}</s>"]),
+)
 def test_every_accepted_form_round_trips(letter, form):
     assert parse_choice(form.format(letter), ABCD) == letter

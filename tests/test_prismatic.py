@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import hf_config_dir
 from PIL import Image
 
+from conftest import hf_config_dir
 from plainsight import geometry
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.models import prismatic as pz
+from plainsight.models.loading import load_vlm
 from plainsight.models.own_tower import OwnTowerEncoder
 from plainsight.models.prismatic import PrismaticOwnTower, PrismaticVLM
 from plainsight.models.registry import load_models_toml
 from plainsight.models.tiny import build_tiny_prismatic
-from plainsight.models.loading import load_vlm
 from plainsight.models.vlms import VLMRequest
 
 pytest_plugins = ["pytester"]
@@ -72,7 +72,12 @@ def checkpoint(folder: Path) -> dict:
 def test_state_dicts_map_onto_the_modules_exactly(folder: Path, vlm: PrismaticVLM):
     state = checkpoint(folder)["model"]
     assert set(state) == {"projector", "llm_backbone", "vision_backbone"}
-    assert set(state["projector"]) == {"projector.0.weight", "projector.0.bias", "projector.2.weight", "projector.2.bias"}
+    assert set(state["projector"]) == {
+        "projector.0.weight",
+        "projector.0.bias",
+        "projector.2.weight",
+        "projector.2.bias",
+    }
     assert all(k.startswith("featurizer.") for k in state["vision_backbone"])
     assert "featurizer.reg_token" in state["vision_backbone"]  # DINOv2 with registers
     assert all(k.startswith("llm.model.") for k in state["llm_backbone"] if k != "llm.lm_head.weight")
@@ -526,7 +531,9 @@ def test_end_to_end_all_six_tasks_and_the_layer_probe(pytester: pytest.Pytester,
     assert all(r["n"] == 4 for r in vlm_records) and all(r["verdict"] == "pass" for r in vlm_records)
 
     probe_report = pytester.path / "probe-report"
-    probe = pytester.runpytest_subprocess(*common, f"--report-dir={probe_report}", "-m", "probe", "-k", "correspondence")
+    probe = pytester.runpytest_subprocess(
+        *common, f"--report-dir={probe_report}", "-m", "probe", "-k", "correspondence"
+    )
     assert probe.ret == 0, probe.stdout.str()[-3000:]
     probes = [r for r in json.loads((probe_report / "results.json").read_text())["results"] if r["role"] == "probe"]
     assert {r["task"] for r in probes} == {"semantic_correspondence", "functional_correspondence", "low_level_matching"}

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_pre_llm_states_are_the_projected_patch_grid():
     vlm = real_config("llava-hf__llava-1.5-7b-hf")
-    images = [Image.fromarray(np.random.default_rng(k).integers(0, 255, (120, 160, 3), dtype=np.uint8)) for k in range(2)]
+    images = [
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (120, 160, 3), dtype=np.uint8)) for k in range(2)
+    ]
     states = image_token_states(vlm, VLMRequest(images, "Which point?", ("A", "B", "C", "D")))
     assert len(states) == vlm.model.config.text_config.num_hidden_layers + 1
     pixels = vlm.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -46,7 +48,9 @@ def test_probe_run_writes_one_point_per_layer(tmp_path: Path):
     records = json.loads((report / "results.json").read_text())["results"]
     probes = {r["task"]: r for r in records if r["role"] == "probe"}
     assert set(probes) == {"semantic_correspondence", "art_style"}  # the correspondence and the Gram readouts
-    layers = json.loads((REPO / "fixtures" / "models" / "tiny-llava" / "config.json").read_text())["text_config"]["num_hidden_layers"]
+    layers = json.loads((REPO / "fixtures" / "models" / "tiny-llava" / "config.json").read_text())["text_config"][
+        "num_hidden_layers"
+    ]
     for probe in probes.values():
         assert [p["layer"] for p in probe["layer_series"]] == list(range(layers + 1))
         assert probe["layer_series"][0]["point"] == "pre-LLM" and probe["n"] == 12

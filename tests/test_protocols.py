@@ -99,7 +99,9 @@ def test_a_paper_run_records_its_protocol_and_the_formats_read(pytester: pytest.
         "functional_correspondence": "blink", "low_level_matching": "hpatches", "semantic_correspondence": "blink",
     }  # fmt: skip
     vlm = [r for r in results["results"] if r["role"] == "vlm"]
-    assert {(r["image_mode"], r["image_resize"], r["scoring"]) for r in vlm} == {("side_by_side", "letterbox", "letters")}
+    assert {(r["image_mode"], r["image_resize"], r["scoring"]) for r in vlm} == {
+        ("side_by_side", "letterbox", "letters")
+    }
     refused = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--protocol=paper", "--scoring=generate")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--scoring generate contradicts --protocol paper*"])

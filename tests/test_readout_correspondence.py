@@ -75,7 +75,9 @@ def test_points_are_compared_after_each_image_own_preprocessing():
 def test_cropped_away_point_makes_the_item_invalid(where: str):
     enc = OneHotEncoder(PreprocessSpec("shortest_edge", 64, crop=(64, 64), source="TestProcessorPil"))
     ref = (5, 30) if where == "REF" else (64, 30)
-    item = make_item(ref, [(40, 30), (60, 30), (120, 30), (90, 30)], sizes=((128, 64), (128, 64)))  # crop keeps x in [32, 96)
+    item = make_item(
+        ref, [(40, 30), (60, 30), (120, 30), (90, 30)], sizes=((128, 64), (128, 64))
+    )  # crop keeps x in [32, 96)
     result = correspondence_readout(enc, item, enc.encode(blank(item)))
     assert result.scores is None
     assert result.invalid_reason.startswith(f"marker {where} at")
@@ -121,7 +123,9 @@ def test_pixels_find_translated_points_among_textured_distractors():
     wins = 0
     for ref in textured_points(gray, 12, rng, border=20):
         gold = (ref[0] + dx, ref[1] + dy)
-        distractors = [p for p in textured_points(gray, 20, rng, border=20) if np.hypot(p[0] - gold[0], p[1] - gold[1]) > 24][:3]
+        distractors = [
+            p for p in textured_points(gray, 20, rng, border=20) if np.hypot(p[0] - gold[0], p[1] - gold[1]) > 24
+        ][:3]
         candidates = [distractors[0], gold, distractors[1], distractors[2]]
         item = make_item(ref, candidates, sizes=(a.size, b.size))
         result = correspondence_readout(enc, item, features)

@@ -47,10 +47,14 @@ def test_data_errors_are_counted_apart_from_invalid_items_and_every_file_is_name
     golds = list("ABCDABCD")
     preds = ["A", None, None, "D", None, None, None, None]
     reasons = [None, "invalid", "data_error", None, "data_error", "data_error", "data_error", "data_error"]
-    details = [None, "cropped", "/d/x.jpg: image file not found"] + [None] + [
-        f"/d/{k}.jpg: cannot decode image (truncated)" for k in range(4)
+    details = (
+        [None, "cropped", "/d/x.jpg: image file not found"]
+        + [None]
+        + [f"/d/{k}.jpg: cannot decode image (truncated)" for k in range(4)]
+    )
+    outcomes = [
+        Outcome(f"i{k}", g, p, r, None, d) for k, (g, p, r, d) in enumerate(zip(golds, preds, reasons, details))
     ]
-    outcomes = [Outcome(f"i{k}", g, p, r, None, d) for k, (g, p, r, d) in enumerate(zip(golds, preds, reasons, details))]
     outcomes.append(Outcome("i8", "A", None, "data_error", None, "/d/x.jpg: image file not found"))  # same file twice
     rec = summarize(RoleRun("depth", "m", "vision", "set", outcomes), choices=CHOICES, n_items=9)
     assert rec.n == 9 and rec.n_valid == 2 and rec.correct == 2
@@ -83,7 +87,9 @@ def test_roles_share_a_denominator_and_the_gap_uses_items_valid_for_both():
 
 def test_chance_floor_is_over_every_item():
     golds = list("AAAB")
-    rec = summarize(run("vision", ["A", None, None, "B"], golds, [None, "invalid", "invalid", None]), choices=("A", "B"))
+    rec = summarize(
+        run("vision", ["A", None, None, "B"], golds, [None, "invalid", "invalid", None]), choices=("A", "B")
+    )
     assert rec.chance_floor == 0.75  # 3 of 4 golds are A, though only one A item was scored
 
 
@@ -105,7 +111,9 @@ def test_blind_tv_and_paired_comparison():
 
 def test_record_round_trips_through_its_results_json_form():
     golds = list("ABCDABCDAB")
-    rec = summarize(run("vlm", list("AAAAAAAAAA"), golds), choices=CHOICES, blind=run("blind", list("AAAAAAAAAA"), golds))
+    rec = summarize(
+        run("vlm", list("AAAAAAAAAA"), golds), choices=CHOICES, blind=run("blind", list("AAAAAAAAAA"), golds)
+    )
     document = rec.to_json()
     assert "vs_base" not in document and "tuning" not in document  # fields a record does not have are left out
     assert document["tv_to_blind"] == 0.0 and document["accuracy_valid"] == 0.3

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from plainsight.embedded.raycast import Camera, Material, Primitive, depth_at, render, visible
 from plainsight.embedded.spair_twin import render_category
@@ -93,7 +93,9 @@ def _spair_truth(root: Path) -> dict[tuple[str, tuple[float, float]], dict]:
     out = {}
     for path in (root / "ImageAnnotation").rglob("*.json"):
         data = json.loads(path.read_text())
-        out[f"JPEGImages/{data['category']}/{data['filename']}"] = {k: v for k, v in data["kps"].items() if v is not None}
+        out[f"JPEGImages/{data['category']}/{data['filename']}"] = {
+            k: v for k, v in data["kps"].items() if v is not None
+        }
     return out
 
 
@@ -144,5 +146,7 @@ def test_oracle_from_ground_truth_scores_one_and_shuffled_labels_score_chance(ta
     assert correct == n, f"oracle {correct}/{n}"
     correct, n = _oracle_accuracy(items, truth_of, shuffle=np.random.default_rng(0))
     low, high = wilson_interval(correct, n)
-    print(f"{task_id}: oracle {n}/{n}; shuffled-label control {correct}/{n} = {correct / n:.3f} [{low:.3f}, {high:.3f}]")
+    print(
+        f"{task_id}: oracle {n}/{n}; shuffled-label control {correct}/{n} = {correct / n:.3f} [{low:.3f}, {high:.3f}]"
+    )
     assert low <= 0.25 <= high

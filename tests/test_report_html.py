@@ -50,18 +50,61 @@ def synthetic_results() -> dict:
     records = [
         _record("depth", "enc-a", "vision", 120, 102, "AB"),
         _record("depth", "pixels", "vision", 120, 80, "AB"),
-        _record("depth", EVIL_MODEL, "vlm", 120, 38, "AB", paired_with="enc-a", vision_accuracy=0.85,
-                gap_to_vision=0.533333, mcnemar_p=0.0001, answer_dist={"A": 0.9, "B": 0.1},
-                blind_answer_dist={"A": 0.7, "B": 0.3}, tv_to_gold=0.4, tv_to_blind=0.2, blind_accuracy=0.5,
-                verdict="fail", reason="gap to vision 0.533 > 0.10"),  # fmt: skip
+        _record(
+            "depth",
+            EVIL_MODEL,
+            "vlm",
+            120,
+            38,
+            "AB",
+            paired_with="enc-a",
+            vision_accuracy=0.85,
+            gap_to_vision=0.533333,
+            mcnemar_p=0.0001,
+            answer_dist={"A": 0.9, "B": 0.1},
+            blind_answer_dist={"A": 0.7, "B": 0.3},
+            tv_to_gold=0.4,
+            tv_to_blind=0.2,
+            blind_accuracy=0.5,
+            verdict="fail",
+            reason="gap to vision 0.533 > 0.10",
+        ),  # fmt: skip
         _record("depth", EVIL_MODEL, "blind", 120, 60, "AB", verdict="skip", reason="control run"),
-        _record("depth", EVIL_MODEL, "probe", 120, 90, "AB", best_layer=2, layer_series=[
-            {"layer": i, "point": "pre-LLM" if i == 0 else f"LLM layer {i}", "n": 120, "correct": c,
-             "accuracy": round(c / 120, 6)} for i, c in enumerate([70, 84, 90, 66, 61])]),  # fmt: skip
+        _record(
+            "depth",
+            EVIL_MODEL,
+            "probe",
+            120,
+            90,
+            "AB",
+            best_layer=2,
+            layer_series=[
+                {
+                    "layer": i,
+                    "point": "pre-LLM" if i == 0 else f"LLM layer {i}",
+                    "n": 120,
+                    "correct": c,
+                    "accuracy": round(c / 120, 6),
+                }
+                for i, c in enumerate([70, 84, 90, 66, 61])
+            ],
+        ),  # fmt: skip
         _record("low_level_matching", "enc-a", "vision", 150, 93, "ABCD"),
-        _record("low_level_matching", "tiny-vlm", "vlm", 150, 45, "ABCD", paired_with="enc-a", smoke=True,
-                blind_answer_dist={"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}, tv_to_blind=0.1,
-                blind_accuracy=0.26, verdict="xfail", reason="known gap"),  # fmt: skip
+        _record(
+            "low_level_matching",
+            "tiny-vlm",
+            "vlm",
+            150,
+            45,
+            "ABCD",
+            paired_with="enc-a",
+            smoke=True,
+            blind_answer_dist={"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25},
+            tv_to_blind=0.1,
+            blind_accuracy=0.26,
+            verdict="xfail",
+            reason="known gap",
+        ),  # fmt: skip
         _record("low_level_matching", "tiny-vlm", "blind", 150, 39, "ABCD", smoke=True, verdict="skip"),
     ]
     metadata = {"created": "2030-01-02T03:04:05+00:00", "seed": 7, "git_commit": "abc123def",
@@ -80,12 +123,30 @@ def synthetic_items() -> list[dict]:
         _item("depth", EVIL_MODEL, "vlm", "d-1", "A", "B", False, {"A": -2.5, "B": -0.125}),
         _item("depth", EVIL_MODEL, "vlm", "d-2", "B", "B", True, {"A": -3.0, "B": -0.5}),
         _item("depth", EVIL_MODEL, "vlm", "d-10", "B", None, False, {"A": -1.0, "B": -1.0}, reason="tie"),
-        _item("depth", EVIL_MODEL, "vlm", "d-3", "A", None, False, None, reason="parse_failure",
-              detail="answered 'maybe <b>'"),  # fmt: skip
+        _item(
+            "depth",
+            EVIL_MODEL,
+            "vlm",
+            "d-3",
+            "A",
+            None,
+            False,
+            None,
+            reason="parse_failure",
+            detail="answered 'maybe <b>'",
+        ),  # fmt: skip
         _item("depth", "enc-a", "vision", "d-4", "A", "B", False, {"A": 0.1, "B": 0.9}),
         _item("depth", EVIL_MODEL, "blind", "d-5", "A", "B", False, {"A": -9.0, "B": -0.01}),
-        _item("low_level_matching", "tiny-vlm", "vlm", "m-1", "C", "A", False,
-              {"A": -0.5, "B": -2.0, "C": -1.75, "D": -3.0}),  # fmt: skip
+        _item(
+            "low_level_matching",
+            "tiny-vlm",
+            "vlm",
+            "m-1",
+            "C",
+            "A",
+            False,
+            {"A": -0.5, "B": -2.0, "C": -1.75, "D": -3.0},
+        ),  # fmt: skip
     ]
 
 
@@ -306,7 +367,9 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if not (report_dir / "results.json").is_file():
-        pytest.fail(f"the small eval run wrote no results.json in {report_dir}:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+        pytest.fail(
+            f"the small eval run wrote no results.json in {report_dir}:\n{run.stdout[-3000:]}{run.stderr[-2000:]}"
+        )
     return report_dir
 
 

@@ -20,7 +20,9 @@ def entries(tmp_path: Path) -> dict[str, ModelEntry]:
 
 def test_each_model_loads_once_and_runs_are_memoised(tmp_path: Path, embedded_data: Path):
     seen = []
-    runner = Runner(RunOptions(data_root=embedded_data, limit=12), entries(tmp_path), sink=lambda *a: seen.append(a[:3]))
+    runner = Runner(
+        RunOptions(data_root=embedded_data, limit=12), entries(tmp_path), sink=lambda *a: seen.append(a[:3])
+    )
     vision = runner.run("low_level_matching", "pixels", "vision")
     vlm = runner.run("low_level_matching", "oracle", "vlm")
     blind = runner.run("low_level_matching", "oracle", "blind")
@@ -34,8 +36,8 @@ def test_each_model_loads_once_and_runs_are_memoised(tmp_path: Path, embedded_da
 
 def test_side_by_side_view_with_a_centre_crop_is_letterboxed_or_invalid(tmp_path: Path, embedded_data: Path):
     from plainsight.geometry import PreprocessSpec
-    from plainsight.views import vlm_view
     from plainsight.tasks import LoadRequest, get_task
+    from plainsight.views import vlm_view
 
     task = get_task("low_level_matching")
     item = task.load_items(LoadRequest(embedded_data, limit=1))[0]
@@ -44,7 +46,13 @@ def test_side_by_side_view_with_a_centre_crop_is_letterboxed_or_invalid(tmp_path
     assert len(shown) == 1 and invalid is None
     assert shown[0].width == shown[0].height and shown[0].getpixel((0, 0)) == (1, 2, 3)  # padded with the mean
     shown, invalid = vlm_view(task.render, item, "side_by_side", crop, image_resize="processor")
-    assert len(shown) == 1 and invalid is not None and "only partly visible" in invalid and "image 1 " in invalid and "test crop" in invalid
+    assert (
+        len(shown) == 1
+        and invalid is not None
+        and "only partly visible" in invalid
+        and "image 1 " in invalid
+        and "test crop" in invalid
+    )
     shown, invalid = vlm_view(task.render, item, "separate", PreprocessSpec("exact", (32, 32)))
     assert len(shown) == 2 and invalid is None
     blind, _ = vlm_view(task.render, item, "separate", None, blind=True)

@@ -8,8 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plainsight.scoring import (
-    Choice, binomial_sf, chance_floor, choose, distribution, mcnemar_exact, mcnemar_one_sided,
-    paired_bootstrap_diff, tv_distance, wilson_interval,
+    Choice,
+    binomial_sf,
+    chance_floor,
+    choose,
+    distribution,
+    mcnemar_exact,
+    mcnemar_one_sided,
+    paired_bootstrap_diff,
+    tv_distance,
+    wilson_interval,
 )  # fmt: skip
 
 Z = 1.959963984540054

@@ -74,7 +74,9 @@ def _args(p: pytest.Pytester, report: str, *extra: str) -> list[str]:
 
 def _records(folder: Path) -> dict[tuple, dict]:
     results = json.loads((folder / "results.json").read_text())
-    return {(r["task"], r["model"], r["role"]): {k: v for k, v in r.items() if k not in TIMING} for r in results["results"]}
+    return {
+        (r["task"], r["model"], r["role"]): {k: v for k, v in r.items() if k not in TIMING} for r in results["results"]
+    }
 
 
 def test_shard_split_is_disjoint_balanced_and_complete():
@@ -96,7 +98,9 @@ def test_merging_three_shards_equals_the_unsharded_run(project: pytest.Pytester)
         shard = project.runpytest_subprocess(*_args(project, f"shard{i}", f"--shard={i}/3"))
         assert shard.ret == pytest.ExitCode.OK  # shards record, they do not gate
         records = _records(project.path / f"shard{i}")
-        assert all(r["verdict"] == "skip" and f"shard {i}/3" in r["reason"] for r in records.values() if r["role"] != "blind")
+        assert all(
+            r["verdict"] == "skip" and f"shard {i}/3" in r["reason"] for r in records.values() if r["role"] != "blind"
+        )
     merged_dir = project.path / "merged"
     out = subprocess.run(
         [str(EXE), "merge", *(str(project.path / f"shard{i}") for i in (3, 1, 2)), "--out", str(merged_dir),
@@ -169,4 +173,6 @@ def test_a_killed_run_resumes_to_the_same_results_without_recomputing(project: p
     assert results["complete"] is True
     assert results["answers"] == {"computed": total - stored, "reused": stored}
     assert _records(project.path / "run") == _records(project.path / "reference")
-    assert (project.path / "run" / "items.jsonl").read_text() == (project.path / "reference" / "items.jsonl").read_text()
+    assert (project.path / "run" / "items.jsonl").read_text() == (
+        project.path / "reference" / "items.jsonl"
+    ).read_text()

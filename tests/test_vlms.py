@@ -13,8 +13,8 @@ from PIL import Image
 
 from plainsight.errors import ModelUnavailable
 from plainsight.models.doubles import OracleVLM
-from plainsight.models.registry import ModelEntry
 from plainsight.models.loading import load_vlm
+from plainsight.models.registry import ModelEntry
 from plainsight.models.vlms import HFVLM, VLMRequest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,9 @@ def test_letter_tokens_are_the_template_answer(vlm: HFVLM):
             ],
             tokenize=False,
         )
-        answer = tok(answered, add_special_tokens=False)["input_ids"][len(tok(prompt, add_special_tokens=False)["input_ids"]) :]
+        answer = tok(answered, add_special_tokens=False)["input_ids"][
+            len(tok(prompt, add_special_tokens=False)["input_ids"]) :
+        ]
         assert ids[letter] == answer[: len(ids[letter])]
         assert tok.decode(ids[letter]).strip() == letter
 

@@ -71,7 +71,9 @@ def test_group_of_a_test_is_its_models_group():
     }
     tasks = ["depth", "object_3d", "semantic_correspondence"]
     assert group_of_nodeid("evals/test_object_3d.py::test_vision[object_3d-dino]", entries, tasks) == "llava-1.5-7b"
-    assert group_of_nodeid("evals/test_object_3d.py::test_vlm[object_3d-llava-1.5-7b]", entries, tasks) == "llava-1.5-7b"
+    assert (
+        group_of_nodeid("evals/test_object_3d.py::test_vlm[object_3d-llava-1.5-7b]", entries, tasks) == "llava-1.5-7b"
+    )
     assert group_of_nodeid("evals/test_depth.py::test_vision[depth-pixels]", entries, tasks) == "pixels"
     assert group_of_nodeid("tests/test_x.py::test_y[a-b]", entries, tasks) == "tests/test_x.py::test_y[a-b]"
     assert group_of_nodeid("evals/t.py::test_vlm[depth-x]@grp", entries, tasks) == "grp"

@@ -173,7 +173,9 @@ def trainable_parameters(vlm: Any, plan: AdaptPlan) -> list[Any]:
         config = LoraConfig(r=plan.rank, lora_alpha=2 * plan.rank, lora_dropout=0.0, target_modules=targets)
         torch.manual_seed(plan.seed)
         with warnings.catch_warnings():  # peft 0.21 reads a name transformers 5 deprecates (harmless)
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+            )
             vlm.model = get_peft_model(vlm.model, config)
         return [p for p in vlm.model.parameters() if p.requires_grad]
     from plainsight.models.prefix import PromptPrefix, slot_token_for
@@ -207,8 +209,9 @@ def run_adapt(entry: Any, task_id: str, plan: AdaptPlan, out: Path, *, data_root
     if entry.kind != "vlm" or entry.adapter_dir is not None:
         raise ConfigError(f"[models.{entry.name}]: adapt needs an original vlm entry (not an encoder or a tuned one)")
     task = get_task(task_id)
-    items = task.load_items(LoadRequest(data_root=data_root, seed=plan.seed, limit=limit, source=source,
-                                         options=task_options or {}))
+    items = task.load_items(
+        LoadRequest(data_root=data_root, seed=plan.seed, limit=limit, source=source, options=task_options or {})
+    )
     n_train = plan.train_items if plan.train_items is not None else max(1, int(len(items) * plan.train_fraction))
     train_items, held_out = split_items(items, n_train, plan.seed)
     device = resolve_device(device if device != "auto" else entry.device)

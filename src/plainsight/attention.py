@@ -72,7 +72,9 @@ class ImageAttentionProbe:
             raise RuntimeError("the attention diagnostic saw no forward through every layer")
         ids = torch.tensor(self.image_token_ids, device=input_ids.device)
         is_image = torch.isin(input_ids, ids)
-        per_layer = torch.stack([image_attention_share(row, is_image.to(row.device)).cpu() for row in self._rows], dim=1)
+        per_layer = torch.stack(
+            [image_attention_share(row, is_image.to(row.device)).cpu() for row in self._rows], dim=1
+        )
         shares.extend(per_layer.tolist())
         self._rows = []
 

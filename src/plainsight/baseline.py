@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plainsight.documents import read_json_document
 from plainsight.errors import ConfigError
-from plainsight.records import SCHEMA, Record, read_json_document
 from plainsight.outcomes import DATA_ERROR, INVALID
+from plainsight.records import SCHEMA, Record
 from plainsight.scoring import mcnemar_one_sided
 
 Key = tuple[str, str, str]
@@ -44,7 +45,9 @@ class Baseline:
         results_path, items_path = folder / "results.json", folder / "items.jsonl"
         for p in (results_path, items_path):
             if not p.is_file():
-                raise ConfigError(f"--baseline {folder}: {p.name} not found (store one with --update-baseline {folder})")
+                raise ConfigError(
+                    f"--baseline {folder}: {p.name} not found (store one with --update-baseline {folder})"
+                )
         results = read_json_document(results_path, SCHEMA)
         records = {(r["task"], r["model"], r["role"]): r for r in results.get("results", [])}
         outcomes: dict[Key, dict[str, bool]] = {}
@@ -78,7 +81,8 @@ class Baseline:
         stored_prompt = self.metadata.get("prompt_fingerprints", {}).get(record.task, {}).get("fingerprint")
         if prompt_fingerprint is not None and stored_prompt is not None and stored_prompt != prompt_fingerprint:
             return BaselineVerdict(
-                "not_comparable", f"prompt changed since the baseline (fingerprint {stored_prompt} -> {prompt_fingerprint})"
+                "not_comparable",
+                f"prompt changed since the baseline (fingerprint {stored_prompt} -> {prompt_fingerprint})",
             )
         if stored.get("item_set") != record.get("item_set"):
             return BaselineVerdict(
@@ -109,7 +113,9 @@ class Baseline:
                 f"drop {drop:.3f} > tolerance {tolerance})",
                 stats,
             )
-        return BaselineVerdict("pass", f"no significant drop vs the baseline (McNemar p={p:.3g}, drop {drop:+.3f})", stats)
+        return BaselineVerdict(
+            "pass", f"no significant drop vs the baseline (McNemar p={p:.3g}, drop {drop:+.3f})", stats
+        )
 
 
 def store(report_dir: Path, baseline_dir: Path) -> None:

@@ -12,12 +12,22 @@ from plainsight.errors import PlainsightError
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id, e.g. low_level_matching")
-    p.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
-    p.add_argument("--source", default=None,
-                   help="dataset format where the folder holds several (hpatches, spair, funkpoint, blink, cvbench, mochi); "
-                        "default: the task's first one present")
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a task option, repeatable, e.g. n_objects=4 for object_3d")
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)"
+    )
+    p.add_argument(
+        "--source",
+        default=None,
+        help="dataset format where the folder holds several (hpatches, spair, funkpoint, blink, cvbench, mochi); "
+        "default: the task's first one present",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a task option, repeatable, e.g. n_objects=4 for object_3d",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None)
 
@@ -57,31 +67,6 @@ def _geometry_summary(item) -> str:
     return "; ".join(parts)
 
 
-def _model_spec(entry):
-    """The geometric preprocessing of a model entry, read from its processor files only (no weights)."""
-    from plainsight import geometry
-
-    source = entry.resolved_source()
-    if source.startswith("double:"):
-        return None
-    if source == "pixels":
-        from plainsight.models.encoders import PixelsEncoder
-
-        return PixelsEncoder().spec
-    if source.startswith("timm:"):
-        from plainsight.models.encoders import load_encoder
-
-        return load_encoder(entry).spec
-    if source.startswith("prismatic:"):
-        from plainsight.models.prismatic import preprocess_spec_of
-
-        return preprocess_spec_of(Path(source.removeprefix("prismatic:")))
-    from transformers import AutoImageProcessor
-
-    processor = AutoImageProcessor.from_pretrained(source, local_files_only=True, trust_remote_code=entry.trust_remote_code)
-    return geometry.spec_from_hf(processor)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     from plainsight import geometry
     from plainsight.views import vlm_view
@@ -89,17 +74,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     task, items = _load_items(args)
     by_id = {it.id: it for it in items}
     if args.item_id not in by_id:
-        raise PlainsightError(f"no item {args.item_id!r} in task {args.task}; try `plainsight items --task {args.task}`")
+        raise PlainsightError(
+            f"no item {args.item_id!r} in task {args.task}; try `plainsight items --task {args.task}`"
+        )
     item = by_id[args.item_id]
     shown = task.render(item, item.load_images())
     if args.model:
+        from plainsight.models.loading import preprocess_spec
         from plainsight.models.registry import load_models_toml
 
         entries = load_models_toml(args.model_config)
         if args.model not in entries:
             raise PlainsightError(f"{args.model_config}: no model {args.model!r}; known: {sorted(entries)}")
         entry = entries[args.model]
-        spec = _model_spec(entry)
+        spec = preprocess_spec(entry)
         if entry.kind == "vlm":  # composed and letterboxed exactly as the run shows it
             shown, invalid = vlm_view(task.render, item, entry.image_mode, spec, image_resize=entry.image_resize)
             if invalid:
@@ -234,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("compare", help="per-pair differences between two runs (report or baseline folders), paired McNemar p")
+    p = sub.add_parser(
+        "compare", help="per-pair differences between two runs (report or baseline folders), paired McNemar p"
+    )
     p.add_argument("a", type=Path, help="first run folder (results.json + items.jsonl)")
     p.add_argument("b", type=Path, help="second run folder")
     p.add_argument("--json", action="store_true", help="one JSON object per (task, model, role)")
@@ -244,9 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", type=Path, nargs="+", help="the --report-dir of every shard")
     p.add_argument("--out", type=Path, default=Path("reports/merged"))
     p.add_argument("--thresholds", type=Path, default=Path("fixtures/thresholds.toml"))
-    p.add_argument("--no-images", action="store_true", help="report.html without item images (data not on this machine)")
-    p.add_argument("--baseline", type=Path, default=None,
-                   help="also fail pairs significantly worse than the run stored in DIR (--update-baseline DIR)")
+    p.add_argument(
+        "--no-images", action="store_true", help="report.html without item images (data not on this machine)"
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also fail pairs significantly worse than the run stored in DIR (--update-baseline DIR)",
+    )
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("adapt", help="tune a VLM (prompt prefix or LoRA on one component) on a train split of a task")
@@ -272,13 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = p.add_subparsers(dest="fixtures_command", required=True)
     b = fsub.add_parser("build", help="(re)generate the embedded benchmark deterministically")
     b.add_argument("--out", type=Path, default=Path("fixtures/data"))
-    b.add_argument("--models-out", type=Path, default=Path("fixtures/models"),
-                   help="where the tiny default-matrix models go (same seed -> identical files)")
+    b.add_argument(
+        "--models-out",
+        type=Path,
+        default=Path("fixtures/models"),
+        help="where the tiny default-matrix models go (same seed -> identical files)",
+    )
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_fixtures_build)
     c = fsub.add_parser("sheet", help="a contact sheet PNG: a few items of every task as the VLM sees them")
     c.add_argument("--out", type=Path, default=Path("docs/benchmark.png"))
-    c.add_argument("--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)")
+    c.add_argument(
+        "--data-root", type=Path, default=None, help="folder holding real datasets (default: embedded benchmark)"
+    )
     c.add_argument("--per-task", type=int, default=2)
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_fixtures_sheet)

@@ -44,7 +44,16 @@ def contact_sheet(data_root: Path | None = None, *, per_task: int = 2, seed: int
         step = max(1, len(items) // per_task)
         for item in items[::step][:per_task]:
             shown = task.render(item, item.load_images())
-            rows.append(_row([task_id, item.id[:27], f"gold: ({item.gold}) {dict(zip(item.choices, item.option_texts)).get(item.gold, '')}"[:30]], shown))
+            rows.append(
+                _row(
+                    [
+                        task_id,
+                        item.id[:27],
+                        f"gold: ({item.gold}) {dict(zip(item.choices, item.option_texts)).get(item.gold, '')}"[:30],
+                    ],
+                    shown,
+                )
+            )
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + GAP for r in rows)), BACKGROUND)
     y = 0
     for row in rows:

@@ -112,7 +112,9 @@ def _validate(data: dict[str, Any], path: Path) -> None:
     def check(table: dict[str, Any], where: str) -> None:
         for key, value in table.items():
             if isinstance(value, dict):
-                raise ConfigError(f"{path}: {where}.{key}: unexpected table; {where} holds only gates {sorted(GATE_KEYS)}")
+                raise ConfigError(
+                    f"{path}: {where}.{key}: unexpected table; {where} holds only gates {sorted(GATE_KEYS)}"
+                )
             if key not in GATE_KEYS:
                 raise ConfigError(f"{path}: {where}: unknown gate {key!r}; known: {sorted(GATE_KEYS)}")
             if key == "above_chance" and not isinstance(value, bool):
@@ -122,11 +124,11 @@ def _validate(data: dict[str, Any], path: Path) -> None:
             if key == "max_gap_to_vision":
                 _number_in(path, where, key, value, -1.0, 1.0)
             if key == "expect" and value != "xfail":
-                raise ConfigError(f"{path}: {where}: expect must be \"xfail\", not {value!r}")
+                raise ConfigError(f'{path}: {where}: expect must be "xfail", not {value!r}')
             if key == "reason" and not isinstance(value, str):
                 raise ConfigError(f"{path}: {where}: reason must be a string, not {value!r}")
         if table.get("expect") == "xfail" and not table.get("reason"):
-            raise ConfigError(f"{path}: {where}: expect = \"xfail\" needs a reason")
+            raise ConfigError(f'{path}: {where}: expect = "xfail" needs a reason')
 
     def table_of(value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -158,7 +160,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
                 known_task(task, f"[models.{model}.{task}]")
                 check(sub, f"[models.{model}.{task}]")
     baseline = table_of(data.get("baseline", {}), "[baseline]")
-    for key, value in baseline.items():
+    for key in baseline:
         if key not in BASELINE_KEYS:
             raise ConfigError(f"{path}: [baseline]: unknown key {key!r}; known: {', '.join(BASELINE_KEYS)}")
     if "alpha" in baseline:

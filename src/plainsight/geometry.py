@@ -153,7 +153,9 @@ class PointTransform:
     def then(self, other: "PointTransform") -> "PointTransform":
         """This transform followed by ``other`` (whose input must be this transform's output)."""
         if tuple(self.out_size) != tuple(other.in_size):
-            raise ValueError(f"cannot compose: this transform outputs {self.out_size}, the next expects {other.in_size}")
+            raise ValueError(
+                f"cannot compose: this transform outputs {self.out_size}, the next expects {other.in_size}"
+            )
         sx = self.scale[0] * other.scale[0]
         sy = self.scale[1] * other.scale[1]
         ox = self.offset[0] * other.scale[0] + other.offset[0]
@@ -303,7 +305,9 @@ def letterbox_for(spec: PreprocessSpec, size: Size) -> Letterbox | None:
     if spec.crop is None or visible_share(spec, size) >= 1.0:
         return None
     if spec.resize == "none":
-        raise ValueError(f"{spec.describe()}: a crop with no resize cuts a {size[0]}x{size[1]} image however it is padded")
+        raise ValueError(
+            f"{spec.describe()}: a crop with no resize cuts a {size[0]}x{size[1]} image however it is padded"
+        )
     ch, cw = int(spec.crop[0]), int(spec.crop[1])
     w, h = size
     canvas = (w, max(h, math.ceil(w * ch / cw))) if w * ch >= h * cw else (max(w, math.ceil(h * cw / ch)), h)
@@ -454,7 +458,9 @@ def spec_from_timm(data_config: dict, source: str = "timm") -> PreprocessSpec:
         raise NotImplementedError("timm crop_border_pixels is not modelled")
     interpolation = data_config.get("interpolation", "bilinear")
     if interpolation not in _TIMM_INTERPOLATION:
-        raise ValueError(f"timm data config: interpolation {interpolation!r} is not one of {sorted(_TIMM_INTERPOLATION)}")
+        raise ValueError(
+            f"timm data config: interpolation {interpolation!r} is not one of {sorted(_TIMM_INTERPOLATION)}"
+        )
     scale_h, scale_w = math.floor(h / crop_pct), math.floor(w / crop_pct)
     fill = tuple(int(m * 255) for m in data_config.get("mean") or (0.0, 0.0, 0.0))
     common = dict(crop=(int(h), int(w)), resample=_TIMM_INTERPOLATION[interpolation], source=source, crop_style="torchvision",

@@ -67,8 +67,7 @@ class ItemImage:
         img = img.convert("RGB")
         if img.size != tuple(self.size):
             raise DataError(
-                f"{where}: image is {img.size[0]}x{img.size[1]} but the annotation says "
-                f"{self.size[0]}x{self.size[1]}"
+                f"{where}: image is {img.size[0]}x{img.size[1]} but the annotation says {self.size[0]}x{self.size[1]}"
             )
         return img
 

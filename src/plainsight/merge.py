@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plainsight.errors import PlainsightError
 from plainsight.attention import mean_per_layer
-from plainsight.records import RUN_INFO_FIELDS, SCHEMA, Record, summarize, versus_base
+from plainsight.errors import PlainsightError
 from plainsight.outcomes import ROLE_BLIND, ROLE_VISION, ROLE_VLM, RoleRun, outcome_from_json
+from plainsight.records import RUN_INFO_FIELDS, SCHEMA, Record, summarize, versus_base
 from plainsight.shards import parse_shard
 
 SHARD_KEY = "shard"
@@ -59,7 +59,9 @@ def _check_shards(runs: list[tuple[Path, dict[str, Any]]]) -> None:
         seen[index] = folder
     missing = sorted(set(range(1, count + 1)) - set(seen))
     if missing:
-        raise PlainsightError(f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}: a merge needs all {count}")
+        raise PlainsightError(
+            f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}: a merge needs all {count}"
+        )
     first_folder, first = runs[0]
     for folder, results in runs[1:]:
         for key in MATCHING_METADATA:

@@ -85,5 +85,6 @@ def outcome_from_json(row: dict[str, Any]) -> Outcome:
     scores = row.get("scores")
     if scores is not None:
         scores = {k: float(v) for k, v in scores.items()}
-    return Outcome(row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"),
-                   row.get("image_attention"))
+    return Outcome(
+        row["item"], row["gold"], row["pred"], row.get("reason"), scores, row.get("detail"), row.get("image_attention")
+    )

@@ -29,8 +29,10 @@ def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tenso
     """[layer][image] → (C, gh, gw) hidden states at each image's tokens (layer 0 = input embeddings)."""
     config = vlm.model.config
     if not profile_for(config.model_type).probe_grid or not isinstance(vlm, HFVLM):
-        raise ConfigError(f"{vlm.name}: layer-wise probing supports {supporting('probe_grid')} image-token grids, "
-                          f"not {config.model_type!r}")
+        raise ConfigError(
+            f"{vlm.name}: layer-wise probing supports {supporting('probe_grid')} image-token grids, "
+            f"not {config.model_type!r}"
+        )
     inputs = vlm._inputs([request], ())
     with torch.inference_mode():
         hidden = vlm.model(**inputs, output_hidden_states=True).hidden_states
@@ -39,7 +41,9 @@ def image_token_states(vlm: HFVLM, request: VLMRequest) -> list[list[torch.Tenso
     per_image = len(positions) // len(request.images)
     side = math.isqrt(per_image)
     if side * side != per_image or per_image * len(request.images) != len(positions):
-        raise ConfigError(f"{vlm.name}: {len(positions)} image tokens for {len(request.images)} images is not a square grid each")
+        raise ConfigError(
+            f"{vlm.name}: {len(positions)} image tokens for {len(request.images)} images is not a square grid each"
+        )
     states = []
     for layer in hidden:
         tokens = layer[0, positions].float().cpu()

@@ -14,15 +14,12 @@ and ``data_error_files`` names every distinct fault (file and reason), untruncat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from plainsight.errors import ConfigError
 from plainsight.outcomes import INVALID, ROLE_VLM, Outcome, RoleRun
 from plainsight.scoring import chance_floor, distribution, mcnemar_exact, tv_distance, wilson_interval
-
 
 SCHEMA = "plainsight.results/1"  # results.json: run metadata and a list of records
 
@@ -159,18 +156,6 @@ RUN_INFO_FIELDS = (
     "readout", "device", "dtype", "preprocess", "probe", "probe_data", "image_mode", "image_resize", "scoring",
     "data_source", "data_skipped", "image_attention",
 )  # fmt: skip
-
-
-def read_json_document(path: Path, schema: str) -> dict[str, Any]:
-    """A JSON file we wrote (results.json), checked for its schema; errors name the file."""
-    try:
-        document = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") != schema:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise ConfigError(f"{path}: field 'schema' is {found!r}; expected {schema!r}")
-    return document
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:

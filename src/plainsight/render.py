@@ -89,9 +89,7 @@ def compose_side_by_side(
     return canvas, offsets
 
 
-def draw_boxes(
-    image: Image.Image, boxes: Mapping[str, Box], colors: Mapping[str, tuple[int, int, int]]
-) -> Image.Image:
+def draw_boxes(image: Image.Image, boxes: Mapping[str, Box], colors: Mapping[str, tuple[int, int, int]]) -> Image.Image:
     """A copy of ``image`` with each box outlined in its colour (x1, y1, x2, y2 in pixel coordinates)."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)

@@ -251,7 +251,10 @@ def attention_series(records: list[dict[str, Any]]) -> list[tuple[str, str, str,
     out = []
     for r in sort_records(records):
         v = r.get("vs_base") if r["role"] == "vlm" else None
-        for label, series in (("original", (v or {}).get("base_image_attention")), ("tuned", (v or {}).get("image_attention"))):
+        for label, series in (
+            ("original", (v or {}).get("base_image_attention")),
+            ("tuned", (v or {}).get("image_attention")),
+        ):
             if series:
                 out.append((r["task"], r["model"], label, series))
     return out
@@ -291,7 +294,9 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[Rec
     out.append("")
     out.append("## Vision readout vs VLM vs blind")
     out.append("")
-    out.append("| task | VLM | vision baseline | vision acc | VLM acc | blind acc | chance floor | TV(pred, gold) | TV(pred, blind) | verdict |")
+    out.append(
+        "| task | VLM | vision baseline | vision acc | VLM acc | blind acc | chance floor | TV(pred, gold) | TV(pred, blind) | verdict |"
+    )
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in sort_records(documents):
         if r["role"] != "vlm":

@@ -15,7 +15,6 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from itertools import islice
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from PIL import Image
@@ -24,11 +23,19 @@ from plainsight.attention import mean_per_layer
 from plainsight.errors import DataError, PlainsightError
 from plainsight.items import Item, ItemImage, canonical_hash, item_set_fingerprint, out_of_image
 from plainsight.models.registry import ModelEntry, load_failure
-from plainsight.run_options import RunOptions
 from plainsight.outcomes import (
-    DATA_ERROR, INVALID, OWN_TOWER_SUFFIX, ROLE_BLIND, ROLE_VISION, ROLE_VLM, Outcome, OutcomeSink, RoleRun,
+    DATA_ERROR,
+    INVALID,
+    OWN_TOWER_SUFFIX,
+    ROLE_BLIND,
+    ROLE_VISION,
+    ROLE_VLM,
+    Outcome,
+    OutcomeSink,
+    RoleRun,
     outcome_from_json,
 )
+from plainsight.run_options import RunOptions
 from plainsight.scoring import choose, parse_choice
 from plainsight.shards import shard_items
 from plainsight.tasks import LoadRequest, get_task
@@ -60,7 +67,11 @@ class Runner:
     """Per-worker store of items, loaded models and memoised role runs."""
 
     def __init__(
-        self, options: RunOptions, entries: dict[str, ModelEntry], sink: OutcomeSink | None = None, worker: str = "main",
+        self,
+        options: RunOptions,
+        entries: dict[str, ModelEntry],
+        sink: OutcomeSink | None = None,
+        worker: str = "main",
         answers: dict[str, dict[str, Any]] | None = None,
         training_items: dict[str, dict[str, frozenset[str]]] | None = None,
     ):
@@ -95,8 +106,11 @@ class Runner:
 
             task = get_task(task_id)
             req = LoadRequest(
-                data_root=self.options.data_root, seed=self.options.seed, limit=self.options.limit,
-                source=self.options.source, options=self.options.task_options.get(task_id, {}),
+                data_root=self.options.data_root,
+                seed=self.options.seed,
+                limit=self.options.limit,
+                source=self.options.source,
+                options=self.options.task_options.get(task_id, {}),
                 prefer=get_protocol(self.options.protocol).sources.get(task_id, ()),
             )
             items = task.load_items(req)
@@ -111,7 +125,9 @@ class Runner:
             self._item_sets[task_id] = item_set_fingerprint(items)
             self._items[task_id] = shard_items(items, self.options.shard)
             sharded = self.options.shard is not None
-            self._shard_sets[task_id] = item_set_fingerprint(self._items[task_id]) if sharded else self._item_sets[task_id]
+            self._shard_sets[task_id] = (
+                item_set_fingerprint(self._items[task_id]) if sharded else self._item_sets[task_id]
+            )
         return self._items[task_id]
 
     def data_source(self, task_id: str) -> str | None:
@@ -368,8 +384,14 @@ class Runner:
             else:
                 for (item, _), scores in zip(pending, vlm.score_letters(requests)):
                     choice = choose(scores.logprobs, item.choices)
-                    outcome = Outcome(item.id, item.gold, choice.letter, choice.reason, dict(scores.logprobs),
-                                      attention=scores.image_attention)
+                    outcome = Outcome(
+                        item.id,
+                        item.gold,
+                        choice.letter,
+                        choice.reason,
+                        dict(scores.logprobs),
+                        attention=scores.image_attention,
+                    )
                     self._emit(run, outcome, answer_keys[item.id])
             pending.clear()
 
@@ -404,7 +426,9 @@ class Runner:
                 elif invalid:
                     self._emit(run, Outcome(item.id, item.gold, None, INVALID, None, invalid), answer_keys[item.id])
                 else:
-                    pending.append((item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item)))
+                    pending.append(
+                        (item, VLMRequest(images=shown, prompt=item.prompt, letters=item.choices, item=item))
+                    )
                     if len(pending) >= batch_size:
                         flush()
                 self._progress(run, done, len(items))

@@ -114,9 +114,7 @@ def _log_binom_pmf(k: int, n: int, p: float) -> float:
         return 0.0 if k == 0 else -math.inf
     if p == 1.0:
         return 0.0 if k == n else -math.inf
-    return (
-        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
-    )
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
@@ -177,7 +175,9 @@ def paired_bootstrap_diff(
 
 _SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>")
 _MARKUP = re.compile(r"[*_`#]+")
-_ANSWER_CUE = re.compile(r"(?:answer|option|choice)\s*(?:is|:|=)?\s*(?:option\s*)?[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z])", re.I)
+_ANSWER_CUE = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|:|=)?\s*(?:option\s*)?[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z])", re.I
+)
 _BARE = re.compile(r"^[\(\[]?([A-Za-z])[\)\]]?[.:,;!]?$")
 _LEADING = re.compile(r"^[\(\[]?([A-Z])(?:[\)\]][.:]?|[.:])(?:\s|$)")
 _STANDALONE = re.compile(r"(?<![A-Za-z'’])[\(\[]?([A-Z])[\)\]]?(?![A-Za-z'’])")

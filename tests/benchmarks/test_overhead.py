@@ -36,13 +36,13 @@ import pytest
 import torch
 
 from plainsight import merge
+from plainsight.geometry import letterbox_for
 from plainsight.models import loading
 from plainsight.models.registry import load_models_toml
 from plainsight.models.vlms import VLMRequest
-from plainsight.geometry import letterbox_for
 from plainsight.runner import Runner, RunOptions
-from plainsight.views import compose_view, vlm_preprocess_spec, vlm_view
 from plainsight.tasks import get_task
+from plainsight.views import compose_view, vlm_preprocess_spec, vlm_view
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "fixtures" / "data"
@@ -106,9 +106,9 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> tuple[fl
 
 def _real_config_llava(tmp_path: Path):
     """llava-1.5-7b's real config (shrunk dimensions), tokenizer, template and 336-px CLIP processor, saved as a model folder."""
-    from conftest import hf_config_dir
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from conftest import hf_config_dir
     from plainsight.models.tiny import shrink_vlm_config
 
     folder = hf_config_dir("llava-hf__llava-1.5-7b-hf")
@@ -117,7 +117,9 @@ def _real_config_llava(tmp_path: Path):
     model.save_pretrained(tmp_path / "llava-1.5-shrunk")
     AutoProcessor.from_pretrained(folder).save_pretrained(tmp_path / "llava-1.5-shrunk")
     toml = tmp_path / "models.toml"
-    toml.write_text('[models.llava-1-5-shrunk]\nkind = "vlm"\nsource = "./llava-1.5-shrunk"\nimage_mode = "separate"\nsmoke = true\n')
+    toml.write_text(
+        '[models.llava-1-5-shrunk]\nkind = "vlm"\nsource = "./llava-1.5-shrunk"\nimage_mode = "separate"\nsmoke = true\n'
+    )
     return load_models_toml(toml)
 
 
@@ -132,15 +134,21 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
     whole = Runner(RunOptions(data_root=DATA, limit=N_ITEMS), entries)
     vlm = whole.model(model)
     monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: vlm)
-    monkeypatch.setattr(merge, "shard_items", lambda items, shard: items if shard is None else consecutive_block(items, shard))
+    monkeypatch.setattr(
+        merge, "shard_items", lambda items, shard: items if shard is None else consecutive_block(items, shard)
+    )
     n_blocks = N_ITEMS // entry.batch_size
-    blocks = [Runner(RunOptions(data_root=DATA, limit=N_ITEMS, shard=(i + 1, n_blocks)), entries) for i in range(n_blocks)]
+    blocks = [
+        Runner(RunOptions(data_root=DATA, limit=N_ITEMS, shard=(i + 1, n_blocks)), entries) for i in range(n_blocks)
+    ]
     spec = vlm_preprocess_spec(vlm)
     block_requests = []
     for runner in blocks:
         views = [(it, *vlm_view(task.render, it, entry.image_mode, spec)) for it in runner.items(TASK)]
         # The bare forwards get the inputs the harness scores (letterboxed where the processor would crop).
-        block_requests.append([VLMRequest(shown, it.prompt, it.choices) for it, shown, invalid in views if invalid is None])
+        block_requests.append(
+            [VLMRequest(shown, it.prompt, it.choices) for it, shown, invalid in views if invalid is None]
+        )
     assert [it.id for r in blocks for it in r.items(TASK)] == [it.id for it in whole.items(TASK)]  # all N, once each
     harness(blocks[0], model), bare(vlm, block_requests[0], entry.batch_size)  # warm-up
 

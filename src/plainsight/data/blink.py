@@ -30,7 +30,13 @@ SOURCES.register("blink", "BLINK/<Subtask>/val-00000-of-00001.parquet")
 FOLDER = "BLINK"
 SPLIT = "val"
 IMAGE_COLUMNS = ("image_1", "image_2", "image_3", "image_4")
-REQUIRED = ("idx", *IMAGE_COLUMNS, "choices", "answer", "prompt")  # the release has all four image columns (null when unused)
+REQUIRED = (
+    "idx",
+    *IMAGE_COLUMNS,
+    "choices",
+    "answer",
+    "prompt",
+)  # the release has all four image columns (null when unused)
 ANSWER = re.compile(r"^\(([A-Z])\)$")
 
 
@@ -81,7 +87,9 @@ def load_items(data_root: Path, subtask: str, *, task: str) -> tuple[list[Item],
         match = ANSWER.match(str(row["answer"]).strip())
         letters = LETTERS[: len(choices)]
         if not match or match.group(1) not in letters:
-            raise DataError(f"{where}: field 'answer' must be one of {['(' + c + ')' for c in letters]}, got {row['answer']!r}")
+            raise DataError(
+                f"{where}: field 'answer' must be one of {['(' + c + ')' for c in letters]}, got {row['answer']!r}"
+            )
         if not isinstance(row["prompt"], str) or not row["prompt"].strip():
             raise DataError(f"{where}: field 'prompt' is empty")
         images = []
@@ -117,7 +125,9 @@ def load_correspondence_items(data_root: Path, subtask: str, *, task: str) -> li
     out = []
     for item in items:
         if len(item.images) != 2:
-            raise DataError(f"{item.meta['file']} ({item.id}): a correspondence item needs 2 images, it has {len(item.images)}")
+            raise DataError(
+                f"{item.meta['file']} ({item.id}): a correspondence item needs 2 images, it has {len(item.images)}"
+            )
         expected = (("REF",), item.choices)
         found, reasons = [], []
         for i, (image, labels) in enumerate(zip(item.images, expected)):

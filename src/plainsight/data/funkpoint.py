@@ -46,6 +46,9 @@ class FunKPointColumns:
         return [self.image, self.action, self.category, *points]
 
 
+DEFAULT_COLUMNS = FunKPointColumns()
+
+
 @dataclass(frozen=True)
 class FunKPointRow:
     image_path: str  # relative to ``root``
@@ -74,7 +77,7 @@ def _image_size(path: Path, where: str) -> tuple[int, int]:
         raise DataError(f"{where}: cannot read image {path} ({exc})") from None
 
 
-def load_rows(data_root: Path, columns: FunKPointColumns = FunKPointColumns()) -> list[FunKPointRow]:
+def load_rows(data_root: Path, columns: FunKPointColumns = DEFAULT_COLUMNS) -> list[FunKPointRow]:
     """Every labels.csv row, keypoints converted to pixels; errors name the file, the line and the column."""
     root = find_funkpoint_root(data_root)
     path = root / LABELS
@@ -106,7 +109,9 @@ def load_rows(data_root: Path, columns: FunKPointColumns = FunKPointColumns()) -
                     if not math.isfinite(value):
                         raise DataError(f"{where}: column {name!r} is not a finite number: {record[name]!r}")
                     if columns.normalized and not 0.0 <= value <= 1.0:
-                        raise DataError(f"{where}: column {name!r} = {value} is outside [0, 1] (normalised coordinates)")
+                        raise DataError(
+                            f"{where}: column {name!r} = {value} is outside [0, 1] (normalised coordinates)"
+                        )
                     xy.append(value * extent if columns.normalized else value)
                 points.append((xy[0], xy[1]))
             rows.append(

@@ -124,8 +124,14 @@ def load_trials(data_root: Path, *, task: str = "object_3d", n_objects: int = 3)
                     prompt=text,
                     prompt_id=prompts.OBJECT_3D.key,
                     option_texts=options,
-                    meta={"source": "mochi", "file": rel, "trial": trial, "dataset": row.get("dataset"),
-                          "condition": row.get("condition"), **stats},
+                    meta={
+                        "source": "mochi",
+                        "file": rel,
+                        "trial": trial,
+                        "dataset": row.get("dataset"),
+                        "condition": row.get("condition"),
+                        **stats,
+                    },
                 )  # fmt: skip
             )
     return out

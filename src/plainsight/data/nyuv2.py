@@ -70,7 +70,9 @@ def open_nyuv2(data_root: Path) -> NYUv2:
             raise DataError(f"{path}: field 'images' has h5py shape {images.shape}; expected (N, 3, W, H)")
         n, _, w, h = images.shape
         if depths.shape != (n, w, h):
-            raise DataError(f"{path}: field 'depths' has h5py shape {depths.shape}; expected {(n, w, h)} to match 'images'")
+            raise DataError(
+                f"{path}: field 'depths' has h5py shape {depths.shape}; expected {(n, w, h)} to match 'images'"
+            )
         if "rawDepths" in f and f["rawDepths"].shape != (n, w, h):
             raise DataError(f"{path}: field 'rawDepths' has h5py shape {f['rawDepths'].shape}; expected {(n, w, h)}")
     split_path = folder / SPLITS

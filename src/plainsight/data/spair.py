@@ -67,7 +67,11 @@ def pair_names(root: Path, split: str) -> list[str]:
         raise DataError(f"SPair split {split!r} is not one of {SPLITS}")
     layout = root / "Layout" / "large" / f"{split}.txt"
     if layout.is_file():
-        return [line.strip() for line in read_text(layout, "SPair split list (one pair name a line)").splitlines() if line.strip()]
+        return [
+            line.strip()
+            for line in read_text(layout, "SPair split list (one pair name a line)").splitlines()
+            if line.strip()
+        ]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir():
         raise DatasetNotFound(f"{root}: SPair split {split!r} has neither {layout} nor {folder}/")
@@ -91,13 +95,19 @@ def _points(path: Path, key: str, value: Any) -> list[Point]:
     out = []
     for i, p in enumerate(value):
         if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(is_number(c) for c in p)):
-            raise DataError(f"{path}: field {key!r}[{i}] must be [x, y] finite numbers (true/false are not numbers), got {p!r}")
+            raise DataError(
+                f"{path}: field {key!r}[{i}] must be [x, y] finite numbers (true/false are not numbers), got {p!r}"
+            )
         out.append((float(p[0]), float(p[1])))
     return out
 
 
 def _size(path: Path, key: str, value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value[:2])):
+    if not (
+        isinstance(value, list)
+        and len(value) >= 2
+        and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in value[:2])
+    ):
         raise DataError(f"{path}: field {key!r} must be [W, H, C] positive integers, got {value!r}")
     return int(value[0]), int(value[1])
 

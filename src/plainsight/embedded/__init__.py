@@ -17,8 +17,16 @@ from plainsight.embedded.photos import attribution_markdown
 from plainsight.embedded.spair_twin import build_spair_twin
 
 # Order matters: the BLINK twin is drawn from the SPair and FunKPoint twins, and the CV-Bench twin balances its items against the layout prior of the NYUv2 twin.
-BUILDERS = [build_hpatches_twin, build_spair_twin, build_funkpoint_twin, build_blink_twin, build_nyuv2_twin,
-            build_cvbench_twin, build_mochi_twin, build_art_style_twin]
+BUILDERS = [
+    build_hpatches_twin,
+    build_spair_twin,
+    build_funkpoint_twin,
+    build_blink_twin,
+    build_nyuv2_twin,
+    build_cvbench_twin,
+    build_mochi_twin,
+    build_art_style_twin,
+]
 
 
 def build_all(out_dir: Path, seed: int = 0) -> dict:

@@ -25,10 +25,10 @@ from PIL import Image
 
 from plainsight import prompts
 from plainsight.data.cvbench import FOLDER as CVBENCH
-from plainsight.embedded.raycast import Camera, Material, Primitive, render
-from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material
 from plainsight.data.nyuv2 import FOLDER as NYU
 from plainsight.data.nyuv2 import LABELED, SPLITS
+from plainsight.embedded.raycast import Camera, Material, Primitive, render
+from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material
 from plainsight.render import BOX_COLORS, draw_boxes
 from plainsight.tasks.keypoint_items import balanced_slots
 
@@ -150,9 +150,13 @@ def build_cvbench_twin(out_dir: Path, seed: int = 0) -> dict:
     drafts = sorted(by_prior[True][:half] + by_prior[False][:half], key=lambda d: (d[0], d[2][0], d[2][1]))
     template = prompts.CVBENCH_DEPTH
     rows, truth = [], []
-    for n, ((s, sc, (closer, farther, stats)), slot) in enumerate(zip(drafts, balanced_slots(len(drafts), seed, 0xDE, 2))):
+    for n, ((s, sc, (closer, farther, stats)), slot) in enumerate(
+        zip(drafts, balanced_slots(len(drafts), seed, 0xDE, 2))
+    ):
         red, blue = (closer, farther) if slot == 0 else (farther, closer)
-        red_stats, blue_stats = (stats["closer"], stats["farther"]) if slot == 0 else (stats["farther"], stats["closer"])
+        red_stats, blue_stats = (
+            (stats["closer"], stats["farther"]) if slot == 0 else (stats["farther"], stats["closer"])
+        )
         filename = f"img/3D/depth/plainsight_{n:04d}.png"
         picture = draw_boxes(Image.fromarray(sc["image"]), {"A": red_stats["box"], "B": blue_stats["box"]},
                              {"A": BOX_COLORS["red"], "B": BOX_COLORS["blue"]})  # fmt: skip

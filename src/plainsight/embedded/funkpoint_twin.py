@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from plainsight.data.funkpoint import FOLDER, LABELS
 from plainsight.embedded.objects import FUNCTIONAL_POINTS, TOOLS_BY_ACTION
 from plainsight.embedded.raycast import rotation_z
 from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material, stage
-from plainsight.data.funkpoint import FOLDER, LABELS
 
 INSTANCES = 14
 SIZES = ((160, 160), (144, 192), (192, 144))

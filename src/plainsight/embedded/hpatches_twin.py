@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from plainsight.embedded.photos import PHOTOS
 from plainsight.data.hpatches import FOLDER, load_pairs
+from plainsight.embedded.photos import PHOTOS
 
 SIZE = (160, 120)  # (W, H) of every image
 CONTEXT = 2  # the photo is resized to CONTEXT × SIZE; image 1 is its centre crop

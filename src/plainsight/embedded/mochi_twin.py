@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from plainsight.data.mochi import FOLDER
 from plainsight.embedded.objects import SEMANTIC_CATEGORIES, Shape
 from plainsight.embedded.raycast import Material, Primitive, rotation_x, rotation_y, rotation_z
 from plainsight.embedded.scenes import stage
-from plainsight.data.mochi import FOLDER
 from plainsight.tasks.keypoint_items import balanced_slots
 
 SIZE = (128, 128)
@@ -65,7 +65,9 @@ def _random_part(rng: np.random.Generator, core: float) -> Part:
 def abstract_recipe(rng: np.random.Generator) -> list[Part]:
     """A core primitive with 2–4 attached parts."""
     core_half = rng.uniform(0.28, 0.42, size=3)
-    parts = [Part(KINDS[int(rng.integers(3))], (0.0, 0.0, 0.0), tuple(core_half), (0.0, float(rng.uniform(0, np.pi)), 0.0))]
+    parts = [
+        Part(KINDS[int(rng.integers(3))], (0.0, 0.0, 0.0), tuple(core_half), (0.0, float(rng.uniform(0, np.pi)), 0.0))
+    ]
     core = float(core_half.mean())
     parts += [_random_part(rng, core) for _ in range(int(rng.integers(2, 5)))]
     return parts
@@ -84,7 +86,9 @@ def altered_recipe(parts: list[Part], rng: np.random.Generator) -> list[Part]:
             out[index] = replace(part, half=tuple(np.asarray(part.half) * rng.choice([0.55, 1.7], size=3)))
         else:
             other = [k for k in KINDS if k != part.kind]
-            out[index] = replace(part, kind=other[int(rng.integers(2))], angles=tuple(rng.uniform(-np.pi, np.pi, size=3)))
+            out[index] = replace(
+                part, kind=other[int(rng.integers(2))], angles=tuple(rng.uniform(-np.pi, np.pi, size=3))
+            )
     return out
 
 
@@ -170,7 +174,9 @@ def render_trial(condition: str, index: int, odd_position: int, seed: int) -> tu
         fill = _fill_for_area(shape, azimuth, elevation, float(rng.uniform(*AREA)), rng)
         staged = stage(shape, SIZE, azimuth=azimuth, elevation=elevation, fill=fill, rng=rng, backdrop=backdrop)
         images.append(_png(staged.image, f"{trial}_{position}.png"))
-        truth_views.append({"object": "odd" if which else "same", "azimuth": round(azimuth, 4), "elevation": round(elevation, 4)})
+        truth_views.append(
+            {"object": "odd" if which else "same", "azimuth": round(azimuth, 4), "elevation": round(elevation, 4)}
+        )
     row = {
         "dataset": condition, "condition": kind, "trial": trial,
         "n_objects": n_objects, "oddity_index": odd_position, "images": images,

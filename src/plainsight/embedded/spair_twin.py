@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from plainsight.data.spair import FOLDER
 from plainsight.embedded.objects import SEMANTIC_CATEGORIES
 from plainsight.embedded.scenes import BACKGROUND_PHOTOS, TEXTURE_PHOTOS, random_material, stage
-from plainsight.data.spair import FOLDER
 
 CATEGORIES = tuple(sorted(SEMANTIC_CATEGORIES))
 IMAGES_PER_CATEGORY = 10

@@ -9,11 +9,11 @@ entry (``base`` + ``adapter_dir``) is its base model with this folder applied; t
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plainsight.documents import read_json_document
 from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.items import canonical_hash
 
@@ -45,23 +45,11 @@ def read_adaptation(folder: Path) -> Adaptation:
     path = folder / ADAPT_FILE
     if not path.is_file():
         raise ModelUnavailable(f"{path} not found: run `plainsight adapt ... --out {folder}` first")
-    meta = _read_record(path)
+    meta = read_json_document(path, SCHEMA)
     for key in ("method", "component", "task", "train_items", "base_signature"):
         if key not in meta:
             raise ConfigError(f"{path}: missing field {key!r}")
     return Adaptation(folder, meta["method"], meta["component"], meta["task"], frozenset(meta["train_items"]), meta)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    """The JSON record, checked for its schema; errors name the file."""
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise ConfigError(f"{path}: field 'schema' is {found!r}; expected {SCHEMA!r}")
-    return document
 
 
 _FINGERPRINTS: dict[tuple, str] = {}

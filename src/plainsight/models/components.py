@@ -37,9 +37,7 @@ def component_prefix(model: Any, component: str) -> str:
                 break
         if isinstance(module, torch.nn.Module):
             return f"model.{path}" if inner is not model else path
-    raise ConfigError(
-        f"{type(model).__name__}: no {component} component found (looked for {', '.join(paths)})"
-    )
+    raise ConfigError(f"{type(model).__name__}: no {component} component found (looked for {', '.join(paths)})")
 
 
 def component_linear_names(model: Any, component: str) -> list[str]:

@@ -184,7 +184,9 @@ class HFEncoder:
         return out
 
     @torch.inference_mode()
-    def encode_layers(self, images: list[Image.Image], count: int = 4) -> list[tuple[list[torch.Tensor], PointTransform]]:
+    def encode_layers(
+        self, images: list[Image.Image], count: int = 4
+    ) -> list[tuple[list[torch.Tensor], PointTransform]]:
         """Per image: ``count`` patch grids from evenly spaced blocks (probe3d's N/4, N/2, 3N/4, N) and the transform."""
         blocks = probe_blocks(int(self.model.config.num_hidden_layers), count)
         out = []
@@ -260,7 +262,9 @@ class TimmEncoder:
         self.device, self.dtype, self.batch_size = device, dtype, max(1, int(batch_size))
         if not hasattr(model, "patch_embed") or not hasattr(model, "forward_intermediates"):
             raise ConfigError(f"{name}: TimmEncoder supports timm ViTs (patch_embed + forward_intermediates)")
-        model_id = model_id or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+        model_id = (
+            model_id or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+        )
         # The model's own input size wins over its pretrained_cfg (they differ when img_size is overridden).
         config = timm.data.resolve_data_config({"input_size": (3, *model.patch_embed.img_size)}, model=model)
         self.transform = timm.data.create_transform(**config, is_training=False)
@@ -270,7 +274,9 @@ class TimmEncoder:
         self.feature_layer = feature_layer
         index = _hidden_state_index(feature_layer, len(model.blocks), name)
         if index == 0:
-            raise ConfigError(f"{name}: feature_layer = {feature_layer} (the patch embedding) is not available from timm")
+            raise ConfigError(
+                f"{name}: feature_layer = {feature_layer} (the patch embedding) is not available from timm"
+            )
         self._block = None if index is None else index - 1
 
     @classmethod
@@ -285,15 +291,21 @@ class TimmEncoder:
                 f"timm model {model_id} needs local weights (the suite never downloads): on a machine with hub access "
                 f"run `timm.create_model('{model_id}', pretrained=True)` and save its state_dict with "
                 "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'), then set "
-                f"options.checkpoint = \"weights.safetensors\" in [models.{entry.name}]"
+                f'options.checkpoint = "weights.safetensors" in [models.{entry.name}]'
             )
         path = (entry.base_dir / Path(checkpoint).expanduser()).resolve()
         if not path.is_file():
-            raise ModelUnavailable(f"{path}: checkpoint for timm model {model_id} not found ([models.{entry.name}] options.checkpoint)")
+            raise ModelUnavailable(
+                f"{path}: checkpoint for timm model {model_id} not found ([models.{entry.name}] options.checkpoint)"
+            )
         try:
-            model = timm.create_model(model_id, pretrained=False, num_classes=0, **entry.options.get("model_kwargs", {}))
+            model = timm.create_model(
+                model_id, pretrained=False, num_classes=0, **entry.options.get("model_kwargs", {})
+            )
         except (RuntimeError, TypeError, ValueError) as exc:  # timm raises RuntimeError for an unknown id
-            raise ConfigError(f"[models.{entry.name}] source {entry.source!r}: cannot build the timm model ({exc})") from None
+            raise ConfigError(
+                f"[models.{entry.name}] source {entry.source!r}: cannot build the timm model ({exc})"
+            ) from None
         _load_weights(model, path, entry.name)
         return cls(entry.name, model, feature_layer=entry.feature_layer, device=device, dtype=dtype,
                    batch_size=entry.batch_size, model_id=model_id)  # fmt: skip
@@ -319,9 +331,10 @@ class TimmEncoder:
                 out.append(Features(grid, pool, _checked_plan(self.name, self.spec, im, (w_in, h_in))))
         return out
 
-
     @torch.inference_mode()
-    def encode_layers(self, images: list[Image.Image], count: int = 4) -> list[tuple[list[torch.Tensor], PointTransform]]:
+    def encode_layers(
+        self, images: list[Image.Image], count: int = 4
+    ) -> list[tuple[list[torch.Tensor], PointTransform]]:
         """Per image: ``count`` block outputs (probe3d's N/4, N/2, 3N/4, N) as patch grids, and the transform."""
         indices = [b - 1 for b in probe_blocks(len(self.model.blocks), count)]
         out = []
@@ -344,7 +357,9 @@ def _load_weights(model: Any, path: Path, entry_name: str) -> None:
     try:
         state = load_state_dict(str(path), weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ConfigError(f"{path}: cannot read the checkpoint ([models.{entry_name}] options.checkpoint): {exc}") from None
+        raise ConfigError(
+            f"{path}: cannot read the checkpoint ([models.{entry_name}] options.checkpoint): {exc}"
+        ) from None
     classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
     classifiers = classifier if isinstance(classifier, (list, tuple)) else [classifier]
     state = {k: v for k, v in state.items() if not any(k.startswith(f"{c}.") for c in classifiers)}
@@ -392,12 +407,16 @@ class PixelsEncoder:
 
 
 def _thumbnail_ncc(image: Image.Image, side: int = 8) -> torch.Tensor:
-    thumb = torch.from_numpy(np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float32))
+    thumb = torch.from_numpy(
+        np.asarray(image.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float32)
+    )
     flat = thumb.flatten() - thumb.mean()
     return flat / flat.norm().clamp_min(1e-6)
 
 
-def load_pixels_encoder(entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32") -> PixelsEncoder:
+def load_pixels_encoder(
+    entry: ModelEntry, *, device: str = "cpu", dtype: str | torch.dtype = "float32"
+) -> PixelsEncoder:
     """The ``pixels`` baseline with the entry's options (work_size, window)."""
     try:
         return PixelsEncoder(entry.name, **entry.options)

@@ -77,6 +77,11 @@ _register(FamilyProfile("idefics2", **_IDEFICS_LAYOUT, nested_images=True))
 _register(FamilyProfile("idefics3", **_IDEFICS_LAYOUT, nested_images=True))  # SmolVLM-256M/500M say idefics3
 _register(FamilyProfile("smolvlm", **_IDEFICS_LAYOUT, nested_images=True))
 _register(
-    FamilyProfile("mllama", llm=("language_model",), projector=("multi_modal_projector",), vision=("vision_model",),
-                  nested_images=True)  # fmt: skip
+    FamilyProfile(
+        "mllama",
+        llm=("language_model",),
+        projector=("multi_modal_projector",),
+        vision=("vision_model",),
+        nested_images=True,
+    )  # fmt: skip
 )

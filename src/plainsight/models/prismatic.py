@@ -62,7 +62,11 @@ from plainsight.errors import ConfigError, ModelUnavailable
 from plainsight.models.backends import BACKENDS, PRISMATIC, Backend
 from plainsight.models.encoders import Features, probe_blocks, torch_dtype
 from plainsight.models.vlms import (
-    LetterScores, LetterTokens, VLMRequest, greedy_settings, letter_logprobs, split_letter_tokens,
+    LetterScorer,
+    LetterTokens,
+    VLMRequest,
+    greedy_settings,
+    split_letter_tokens,
 )  # fmt: skip
 
 CHECKPOINT = Path("checkpoints") / "latest-checkpoint.pt"
@@ -224,7 +228,9 @@ def read_config(folder: Path, entry_name: str = "") -> PrismaticConfig:
         raise ConfigError(f"{path}: field 'model.arch_specifier' is {arch!r}; supported: linear, [no-align+]gelu-mlp, "
                           "[no-align+]fused-gelu-mlp")  # fmt: skip
     if strategy not in RESIZE_STRATEGIES:
-        raise ConfigError(f"{path}: field 'model.image_resize_strategy' is {strategy!r}; supported: {RESIZE_STRATEGIES}")
+        raise ConfigError(
+            f"{path}: field 'model.image_resize_strategy' is {strategy!r}; supported: {RESIZE_STRATEGIES}"
+        )
     image_size, timm_ids = VISION_BACKBONES[vision_id]
     timm_kwargs: dict[str, dict[str, Any]] = {key: {} for key in timm_ids}
     vision_path = folder / VISION_CONFIG
@@ -379,7 +385,7 @@ class _Featurizer:
     patch: int
 
 
-class PrismaticVLM:
+class PrismaticVLM(LetterScorer):
     """A Prismatic VLM answering multiple-choice items by letter log-probability (one forward per item)."""
 
     family = "prismatic"
@@ -402,7 +408,9 @@ class PrismaticVLM:
             spec, mean, std = featurizer_spec(timm_id, cfg)
             patch = model.patch_embed.patch_size
             patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-            self.featurizers.append(_Featurizer(key, timm_id, model, spec, torch.tensor(mean), torch.tensor(std), patch))
+            self.featurizers.append(
+                _Featurizer(key, timm_id, model, spec, torch.tensor(mean), torch.tensor(std), patch)
+            )
         first = self.featurizers[0]
         for other in self.featurizers[1:]:
             same = replace(other.spec, fill=first.spec.fill, source=first.spec.source) == first.spec
@@ -507,24 +515,17 @@ class PrismaticVLM:
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": position_ids}, n
 
-    def answer_logits(self, requests: list[VLMRequest]) -> torch.Tensor:
-        """(B, vocab) logits at the answer position for a batch sharing its letters — ONE forward."""
+    def answer_logits(self, requests: list[VLMRequest], *, attention: list | None = None) -> torch.Tensor:
+        """(B, vocab) logits at the answer position for a batch sharing its letters — ONE forward.
+
+        ``attention`` is left empty: the attention diagnostic does not support Prismatic models.
+        """
         letters = requests[0].letters
         if any(r.letters != letters for r in requests):
             raise ValueError("a batch must share its answer letters")
         inputs, _ = self._inputs(requests, self.letter_tokens(letters).forced)
         self.forward_count += len(requests)
         return self.llm(**inputs, logits_to_keep=1).logits[:, -1, :]
-
-    @torch.inference_mode()
-    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
-        out: list[LetterScores] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start : start + self.batch_size]
-            tokens = self.letter_tokens(chunk[0].letters)
-            logprobs = letter_logprobs(self.answer_logits(chunk), tokens, chunk[0].letters)
-            out.extend(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids)) for values in logprobs)
-        return out
 
     @torch.inference_mode()
     def generate(
@@ -618,7 +619,9 @@ class PrismaticOwnTower:
         transform = geometry.plan(self.spec, im.size)
         produced = (int(pixels[0].shape[-1]), int(pixels[0].shape[-2]))
         if transform.out_size != produced:
-            raise RuntimeError(f"{self.name}: {self.spec.describe()} predicts {transform.out_size}, input is {produced}")
+            raise RuntimeError(
+                f"{self.name}: {self.spec.describe()} predicts {transform.out_size}, input is {produced}"
+            )
         return transform
 
     @torch.inference_mode()

@@ -133,7 +133,11 @@ def load_failure(entry: ModelEntry, exc: BaseException) -> ModelLoadError:
     """The one-line error for a present model that fails to load: the broken weight file(s) where they can be
     told (a safetensors header that does not parse), else the source, and the cause."""
     folder = Path(entry.resolved_source().removeprefix(PRISMATIC))
-    broken = [str(p) for p in sorted(folder.rglob("*.safetensors")) if not _safetensors_readable(p)] if folder.is_dir() else []
+    broken = (
+        [str(p) for p in sorted(folder.rglob("*.safetensors")) if not _safetensors_readable(p)]
+        if folder.is_dir()
+        else []
+    )
     cause = (str(exc).strip().splitlines() or [""])[0]
     return ModelLoadError(f"[models.{entry.name}] {', '.join(broken) or entry.resolved_source()}: cannot be loaded "
                           f"({type(exc).__name__}: {cause})")  # fmt: skip
@@ -204,9 +208,7 @@ def load_models_toml(path: Path) -> dict[str, ModelEntry]:
     for entry in entries.values():
         pw = entry.pairs_with
         if pw and pw != "own_tower" and (pw not in entries or entries[pw].kind != "encoder"):
-            raise ConfigError(
-                f"{path}: [models.{entry.name}] pairs_with = {pw!r} is not an encoder entry of this file"
-            )
+            raise ConfigError(f"{path}: [models.{entry.name}] pairs_with = {pw!r} is not an encoder entry of this file")
     return entries
 
 

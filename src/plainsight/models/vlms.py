@@ -83,7 +83,35 @@ def letter_logprobs(logits: torch.Tensor, tokens: LetterTokens, letters: tuple[s
     return (logits[:, ids] - torch.logsumexp(logits, dim=-1, keepdim=True)).tolist()
 
 
-class HFVLM:
+class LetterScorer:
+    """Letter scoring for a VLM that computes (B, vocab) logits at the answer position in one forward.
+
+    A subclass provides ``batch_size``, ``letter_tokens(letters)`` and ``answer_logits(chunk, attention=[])``,
+    which may append each row's image-attention shares to ``attention`` (the attention diagnostic).
+    """
+
+    batch_size: int
+
+    @torch.inference_mode()
+    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
+        """Each request's letter log-probabilities, ``batch_size`` requests per forward.
+
+        The log-softmax is taken at the letters' ids only (``letter_logprobs``), on the logits' device,
+        so (batch, letters) numbers cross to the host rather than (batch, vocabulary).
+        """
+        out: list[LetterScores] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            letters = chunk[0].letters
+            tokens = self.letter_tokens(letters)
+            attention: list = []
+            logprobs = letter_logprobs(self.answer_logits(chunk, attention=attention), tokens, letters)
+            for values, shares in zip(logprobs, attention or [None] * len(chunk)):
+                out.append(LetterScores(dict(zip(letters, values)), dict(tokens.ids), shares))
+        return out
+
+
+class HFVLM(LetterScorer):
     """Any transformers ``AutoModelForImageTextToText`` checkpoint with an ``AutoProcessor`` and chat template."""
 
     def __init__(self, name: str, model: Any, processor: Any, *, device: str = "cpu",
@@ -135,7 +163,9 @@ class HFVLM:
 
     def build_prompt(self, n_images: int, text: str) -> str:
         """The chat-template text of the user turn (images first, then the text) and the assistant prefix."""
-        return self.processor.apply_chat_template(self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False)
+        return self.processor.apply_chat_template(
+            self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
+        )
 
     def _answer_tokens(self, letter: str) -> list[int]:
         messages = self._user_turn(1, "Question?")
@@ -150,7 +180,9 @@ class HFVLM:
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         full_ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
         if full_ids[: len(prompt_ids)] != prompt_ids:
-            raise RuntimeError(f"{self.name}: tokenizing the answer changes the prompt's tokens; cannot locate the answer")
+            raise RuntimeError(
+                f"{self.name}: tokenizing the answer changes the prompt's tokens; cannot locate the answer"
+            )
         answer = full_ids[len(prompt_ids) :]
         if not answer:
             raise RuntimeError(f"{self.name}: the answer {letter!r} adds no tokens")
@@ -226,22 +258,6 @@ class HFVLM:
             self.prefix.slots = None
 
     @torch.inference_mode()
-    def score_letters(self, requests: list[VLMRequest]) -> list[LetterScores]:
-        out: list[LetterScores] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start : start + self.batch_size]
-            tokens = self.letter_tokens(chunk[0].letters)
-            attention: list = []
-            logits = self.answer_logits(chunk, attention=attention)
-            attention = attention or [None] * len(chunk)
-            # log_softmax at the letters' ids only: x_id − logsumexp(x), gathered where the logits are, so
-            # (batch, letters) numbers cross to the host rather than (batch, vocabulary).
-            logprobs = letter_logprobs(logits, tokens, chunk[0].letters)
-            for values, shares in zip(logprobs, attention):
-                out.append(LetterScores(dict(zip(chunk[0].letters, values)), dict(tokens.ids), shares))
-        return out
-
-    @torch.inference_mode()
     def generate(
         self, requests: list[VLMRequest], *, max_new_tokens: int = 8, restrict_to_letters: bool = False
     ) -> list[str]:
@@ -255,7 +271,9 @@ class HFVLM:
             chunk = requests[start : start + self.batch_size]
             kwargs, forced = greedy_settings(self, chunk[0].letters, max_new_tokens, restrict_to_letters)
             inputs = self._inputs(chunk, forced)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            pad = (
+                self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+            )
             try:
                 out = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
             finally:

@@ -26,7 +26,14 @@ import pytest
 from plainsight.errors import ConfigError
 from plainsight.outcomes import ROLE_VISION
 from plainsight.plugin.cases import (
-    CASE_FIXTURES, CASE_PROPERTY, RECORDS_PROPERTY, Case, case_of, group_of_nodeid, is_empty_case, xdist_group_for,
+    CASE_FIXTURES,
+    CASE_PROPERTY,
+    RECORDS_PROPERTY,
+    Case,
+    case_of,
+    group_of_nodeid,
+    is_empty_case,
+    xdist_group_for,
 )
 from plainsight.plugin.harness import Harness
 from plainsight.plugin.report_writer import ReportWriter
@@ -35,39 +42,72 @@ from plainsight.plugin.state import STATE_KEY, PluginState, family_tasks
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("plainsight", "plainsight evaluations")
-    group.addoption("--models", default=None, help="comma list of model names or globs from the model config (default: all)")
+    group.addoption(
+        "--models", default=None, help="comma list of model names or globs from the model config (default: all)"
+    )
     group.addoption("--model-config", default=None, help="models.toml to read (default: fixtures/models.toml)")
     group.addoption("--thresholds", default=None, help="thresholds.toml to read (default: fixtures/thresholds.toml)")
-    group.addoption("--tasks", default=None, help="comma list of task ids (default: all tasks of the collected eval modules)")
+    group.addoption(
+        "--tasks", default=None, help="comma list of task ids (default: all tasks of the collected eval modules)"
+    )
     group.addoption("--data-root", default=None, help="folder holding real datasets (default: the embedded benchmark)")
-    group.addoption("--data-source", default=None,
-                    help="dataset format to read where a task has several under --data-root, e.g. blink "
-                         "(default: each task's first one present; see `plainsight items --help`)")
+    group.addoption(
+        "--data-source",
+        default=None,
+        help="dataset format to read where a task has several under --data-root, e.g. blink "
+        "(default: each task's first one present; see `plainsight items --help`)",
+    )
     group.addoption("--protocol", default="default", choices=("default", "paper"),
                     help="paper: Fu et al. 2025's setting (BLINK correspondence and art style where present, CV-Bench "
                          "depth, MOCHI 3-image trials, letter scoring, side by side, letterbox); default: each task's "
                          "first format present, VLM settings from models.toml")  # fmt: skip
-    group.addoption("--task-option", action="append", default=[], metavar="TASK.NAME=VALUE",
-                    help="a task's own option, repeatable, e.g. object_3d.n_objects=4 (MOCHI's 4-image trials)")
-    group.addoption("--probe-recipe", default="auto", choices=("auto", "full", "small"),
-                    help="depth probe training recipe: full (probe3d's sizes), small (CPU, seconds); "
-                         "default auto: full on CUDA, small on CPU")
+    group.addoption(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="TASK.NAME=VALUE",
+        help="a task's own option, repeatable, e.g. object_3d.n_objects=4 (MOCHI's 4-image trials)",
+    )
+    group.addoption(
+        "--probe-recipe",
+        default="auto",
+        choices=("auto", "full", "small"),
+        help="depth probe training recipe: full (probe3d's sizes), small (CPU, seconds); "
+        "default auto: full on CUDA, small on CPU",
+    )
     group.addoption("--cache-dir", default=None, help="where trained probes are kept (default: .plainsight-cache/)")
-    group.addoption("--report-dir", default=None, help="where results.json, items.jsonl and report.md go (default: reports/latest)")
+    group.addoption(
+        "--report-dir", default=None, help="where results.json, items.jsonl and report.md go (default: reports/latest)"
+    )
     group.addoption("--limit", type=int, default=None, help="use only the first N items of each task")
     group.addoption("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto: cuda when available)")
-    group.addoption("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default auto: bf16 on cuda, fp32 on cpu)")
+    group.addoption(
+        "--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (default auto: bf16 on cuda, fp32 on cpu)"
+    )
     group.addoption("--seed", type=int, default=0, help="seed for item sampling and letter balancing (default 0)")
-    group.addoption("--scoring", default=None, choices=("letters", "generate"),
-                    help="VLM scoring for every model: letter log-probabilities or greedy generation + strict parser "
-                         "(default: each model's `scoring`, letters unless set)")
-    group.addoption("--shard", default=None, metavar="I/N",
-                    help="score only shard I of N of every task's items (records, does not gate; `plainsight merge` "
-                         "combines the shards and gates)")
-    group.addoption("--resume", action="store_true",
-                    help="continue the run in --report-dir: answers it already stored (same item, model, prompt, "
-                         "placement and scoring) are reused, not recomputed")
-    group.addoption("--baseline", default=None, help="fail pairs that are significantly worse than the run stored in DIR")
+    group.addoption(
+        "--scoring",
+        default=None,
+        choices=("letters", "generate"),
+        help="VLM scoring for every model: letter log-probabilities or greedy generation + strict parser "
+        "(default: each model's `scoring`, letters unless set)",
+    )
+    group.addoption(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="score only shard I of N of every task's items (records, does not gate; `plainsight merge` "
+        "combines the shards and gates)",
+    )
+    group.addoption(
+        "--resume",
+        action="store_true",
+        help="continue the run in --report-dir: answers it already stored (same item, model, prompt, "
+        "placement and scoring) are reused, not recomputed",
+    )
+    group.addoption(
+        "--baseline", default=None, help="fail pairs that are significantly worse than the run stored in DIR"
+    )
     group.addoption("--update-baseline", default=None, help="store this run's results.json and items.jsonl in DIR")
 
 
@@ -118,7 +158,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("plainsight_family")
     if marker is None:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: eval modules need pytest.mark.plainsight_family(<family>)")
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: eval modules need pytest.mark.plainsight_family(<family>)"
+        )
     state: PluginState = metafunc.config.stash[STATE_KEY]
     try:
         entries = state.entries
@@ -155,7 +197,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if case is None:
             return (0, "", 0, "")
         entry = state.all_entries[case.model]
-        return (1, xdist_group_for(entry, state.all_entries), 0 if case.role == ROLE_VISION else 1, case.model, case.task)
+        return (
+            1,
+            xdist_group_for(entry, state.all_entries),
+            0 if case.role == ROLE_VISION else 1,
+            case.model,
+            case.task,
+        )
 
     items.sort(key=key)
 

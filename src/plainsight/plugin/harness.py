@@ -58,7 +58,9 @@ class Harness:
             except ConfigError as exc:
                 pytest.fail(str(exc), pytrace=False)
         blind_record = summarize(blind, choices=choices, smoke=entry.smoke, n_items=len(items))
-        blind_record.update(verdict="skip", reason="control run (white images): not gated; see the vlm record's tv_to_blind")
+        blind_record.update(
+            verdict="skip", reason="control run (white images): not gated; see the vlm record's tv_to_blind"
+        )
         extra = [blind_record]
         if entry.pairs_with == "own_tower" and vision is not None:
             # No test of its own gates the tower; its record is reported beside the VLM's.

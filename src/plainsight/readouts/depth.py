@@ -26,7 +26,9 @@ def depth_readout(encoder: Any, item: Item, features: Any = None, *, probe: Dept
             raise DataError(f"item {item.id}: image {image.path} has no box {letter!r}; it has {sorted(image.boxes)}")
         region = box_in_input(image.boxes[letter], transform)
         if region is None:
-            return ReadoutResult(None, f"box {letter} {list(image.boxes[letter])} is cropped away by {encoder.name}'s preprocessing")
+            return ReadoutResult(
+                None, f"box {letter} {list(image.boxes[letter])} is cropped away by {encoder.name}'s preprocessing"
+            )
         x1, y1, x2, y2 = region
         scores[letter] = -float(pred[y1 : y2 + 1, x1 : x2 + 1].mean())
     return ReadoutResult(scores)

@@ -64,8 +64,6 @@ class ProbeRecipe:
     max_output: int | None = None  # predict (and train) at most this many pixels a side, then upsample
 
 
-
-
 RECIPES = {
     "full": ProbeRecipe(),
     "small": ProbeRecipe(hidden=32, bins=64, epochs=40, lr=2e-3, warmup_epochs=2.0, max_output=48),
@@ -156,7 +154,9 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
 # ---------------------------------------------------------------- features and targets
 
 
-def layered_features(encoder: Any, images: list[Image.Image], count: int) -> list[tuple[list[torch.Tensor], PointTransform]]:
+def layered_features(
+    encoder: Any, images: list[Image.Image], count: int
+) -> list[tuple[list[torch.Tensor], PointTransform]]:
     """``count`` intermediate patch grids per image; an encoder without layers (pixels) gives its one grid.
 
     A dense grid (pixels: one cell per pixel) is average-pooled to at most MAX_GRID cells a side, ViT-like.
@@ -257,7 +257,9 @@ def cache_key(encoder_fingerprint: str, data: str, recipe: ProbeRecipe) -> str:
     return canonical_hash({"encoder": encoder_fingerprint, "data": data, "recipe": asdict(recipe), "v": PROBE_VERSION})
 
 
-def train_head(frames: list[tuple[list[torch.Tensor], np.ndarray]], recipe: ProbeRecipe, device: str) -> tuple[DPTHead, list[float]]:
+def train_head(
+    frames: list[tuple[list[torch.Tensor], np.ndarray]], recipe: ProbeRecipe, device: str
+) -> tuple[DPTHead, list[float]]:
     """Fit a head on (layers, target depth at input resolution) pairs; returns it and the per-epoch mean loss."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -275,7 +277,10 @@ def train_head(frames: list[tuple[list[torch.Tensor], np.ndarray]], recipe: Prob
     steps_per_epoch = math.ceil(len(frames) / recipe.batch_size)
     total, warmup = recipe.epochs * steps_per_epoch, max(1, int(recipe.warmup_epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        opt,
+        lambda s: (
+            (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
     )
     history = []
     for _ in range(recipe.epochs):
@@ -286,7 +291,9 @@ def train_head(frames: list[tuple[list[torch.Tensor], np.ndarray]], recipe: Prob
             shapes = {tuple(targets[k].shape) for k in batch}
             for shape in shapes:  # frames of one size per forward (inputs may differ in size)
                 group = [k for k in batch if tuple(targets[k].shape) == shape]
-                layers = [torch.stack([frames[k][0][i] for k in group]).float().to(device) for i in range(len(frames[0][0]))]
+                layers = [
+                    torch.stack([frames[k][0][i] for k in group]).float().to(device) for i in range(len(frames[0][0]))
+                ]
                 target = torch.from_numpy(np.stack([targets[k] for k in group])).to(device)
                 valid = target > 0
                 if not valid.any():
@@ -366,4 +373,3 @@ def encoder_fingerprint(entry: Any, encoder: Any) -> str:
                 files[path.name] = data_fingerprint([real]) if size <= 256 << 20 else f"{size}:{real.name}"
         parts["files"] = files
     return canonical_hash(parts)
-

@@ -26,7 +26,11 @@ ROLE_COLOURS = {"vision": "#3b6fb6", "vlm": "#e8772e", "blind": "#a3a3a3", "prob
 ROLE_SHORT = {"vision": "vision", "vlm": "VLM", "blind": "blind", "probe": "probe"}
 GOLD_COLOUR = "#2f2f2f"
 VERDICT_COLOURS = {
-    "pass": "#1f7a3a", "fail": "#b3261e", "xfail": "#b06000", "skip": "#6b6b6b", "not_comparable": "#6a3d9a",
+    "pass": "#1f7a3a",
+    "fail": "#b3261e",
+    "xfail": "#b06000",
+    "skip": "#6b6b6b",
+    "not_comparable": "#6a3d9a",
 }
 INK, MUTED, GRID = "#222", "#666", "#e3e3e3"
 
@@ -125,8 +129,9 @@ def _legend(entries: list[tuple[str, str]], x: float, y: float, max_width: float
             out.append(_line(cx + 3, cy - 11, cx + 11, cy - 11, stroke=colour, width=1.3))
             out.append(_line(cx + 3, cy + 2, cx + 11, cy + 2, stroke=colour, width=1.3))
         elif kind == "band":
-            out.append(f'<rect x="{_f(cx)}" y="{_f(cy - 10)}" width="16" height="12" fill="{colour}" '
-                       'fill-opacity="0.2"/>')
+            out.append(
+                f'<rect x="{_f(cx)}" y="{_f(cy - 10)}" width="16" height="12" fill="{colour}" fill-opacity="0.2"/>'
+            )
             out.append(_line(cx, cy - 4, cx + 16, cy - 4, stroke=colour, width=2))
         elif kind == "dot":
             dotted = ' stroke-dasharray="1.5 2.5"'
@@ -372,8 +377,9 @@ def layer_curve(probe: dict[str, Any], task_records: list[dict[str, Any]]) -> st
     if len(bands) == len(points) and points:
         upper = " ".join(f"{_f(x_of(p['layer']))},{_f(y_of(hi))}" for p, (_, hi) in bands)
         lower = " ".join(f"{_f(x_of(p['layer']))},{_f(y_of(lo))}" for p, (lo, _) in reversed(bands))
-        body.append(f'<polygon points="{upper} {lower}" fill="{ROLE_COLOURS["probe"]}" fill-opacity="0.2" '
-                    'stroke="none"/>')
+        body.append(
+            f'<polygon points="{upper} {lower}" fill="{ROLE_COLOURS["probe"]}" fill-opacity="0.2" stroke="none"/>'
+        )
     right_labels_at: list[tuple[str, float, str]] = []
     if probe.get("chance") is not None:
         y = y_of(probe["chance"])

@@ -129,8 +129,8 @@ def rendered_item_images(
     The model's own resize/crop is not applied. Unknown items give None; a task whose items
     cannot be loaded raises the same error for each of its items.
     """
-    from plainsight.views import vlm_view
     from plainsight.tasks import LoadRequest, get_task
+    from plainsight.views import vlm_view
 
     loaded: dict[str, tuple[Any, dict[str, Any]] | Exception] = {}
 

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from plainsight.report import (
-    SUMMARY_HEADER, TUNING_HEADER, atomic_write, attention_series, sort_records, summary_rows, tuning_rows,
+    SUMMARY_HEADER,
+    TUNING_HEADER,
+    atomic_write,
+    attention_series,
+    sort_records,
+    summary_rows,
+    tuning_rows,
 )
 from plainsight.report_html.charts import accuracy_figure, answer_distribution, layer_curve, model_label
 from plainsight.report_html.items import ItemImages, failure_browser, metadata_of, wrong_items
@@ -239,7 +245,7 @@ def _records_table(records: list[dict[str, Any]]) -> str:
             if name == "verdict":
                 tds.append(f'<td class="verdict verdict-{escape(re.sub(r"[^a-z_]", "", cell))}">{escape(cell)}</td>')
             else:
-                tds.append(f'<td{" class=num" if name in numeric else ""}>{escape(cell)}</td>')
+                tds.append(f"<td{' class=num' if name in numeric else ''}>{escape(cell)}</td>")
         tds.append(f"<td>{escape(record.get('paired_with') or '–')}</td>")
         tds.append(f'<td class="reason">{escape(record.get("reason") or "")}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")

@@ -83,7 +83,9 @@ def register(spec: TaskSpec) -> TaskSpec:
     return TASKS.register(spec.id, spec)
 
 
-def parse_task_options(values: Iterable[str], tasks: Mapping[str, TaskSpec], *, task: str | None = None) -> dict[str, dict[str, str]]:
+def parse_task_options(
+    values: Iterable[str], tasks: Mapping[str, TaskSpec], *, task: str | None = None
+) -> dict[str, dict[str, str]]:
     """``TASK.NAME=VALUE`` strings (``NAME=VALUE`` when ``task`` is given) → {task: {name: value}}.
 
     An unknown task or option name is a ConfigError listing what exists; values are checked by the task's loader.

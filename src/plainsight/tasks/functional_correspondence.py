@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plainsight import prompts, render
-from plainsight.data.funkpoint import FunKPointColumns, FunKPointRow, load_rows
+from plainsight import prompts
+from plainsight.data.funkpoint import DEFAULT_COLUMNS, FunKPointColumns, FunKPointRow, load_rows
 from plainsight.items import Item
 from plainsight.tasks.base import LoadRequest, register
 from plainsight.tasks.keypoint_items import KeypointDifficulty, KeypointPair, build_keypoint_items, correspondence_task
@@ -53,7 +53,7 @@ def _point_extent(points: tuple[tuple[float, float], ...]) -> float:
 
 
 def load_funkpoint_items(
-    data_root: Path, *, seed: int = 0, columns: FunKPointColumns = FunKPointColumns(), **overrides: float
+    data_root: Path, *, seed: int = 0, columns: FunKPointColumns = DEFAULT_COLUMNS, **overrides: float
 ) -> list[Item]:
     """Items from FunKPoint rows; ``overrides`` replace KeypointDifficulty fields."""
     pairs = []
@@ -76,8 +76,14 @@ def load_funkpoint_items(
                 prompt=PROMPT.text.format(action=src.action),
                 prompt_key=PROMPT.key,
                 option_texts=PROMPT.options,
-                meta={"source": "funkpoint", "action": src.action, "src_category": src.category,
-                      "trg_category": trg.category, "src_line": src.line, "trg_line": trg.line},  # fmt: skip
+                meta={
+                    "source": "funkpoint",
+                    "action": src.action,
+                    "src_category": src.category,
+                    "trg_category": trg.category,
+                    "src_line": src.line,
+                    "trg_line": trg.line,
+                },  # fmt: skip
             )
         )
     return build_keypoint_items(pairs, task=TASK_ID, seed=seed, difficulty=replace(KeypointDifficulty(), **overrides))

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from plainsight import prompts, render
+from plainsight import prompts
 from plainsight.data.hpatches import HPatchesPair, load_pairs
 from plainsight.errors import DataError
 from plainsight.geometry import apply_homography

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from plainsight import prompts, render
+from plainsight import prompts
 from plainsight.data.spair import load_pairs
 from plainsight.items import Item
 from plainsight.tasks.base import LoadRequest, register
@@ -42,8 +42,14 @@ def load_spair_items(data_root: Path, *, seed: int = 0, split: str = "test", **o
                 prompt=PROMPT.text,
                 prompt_key=PROMPT.key,
                 option_texts=PROMPT.options,
-                meta={"source": "spair", "pair": p.name, "category": p.category, "split": split,
-                      "trg_bbox": list(p.trg_bbox), **p.info},  # fmt: skip
+                meta={
+                    "source": "spair",
+                    "pair": p.name,
+                    "category": p.category,
+                    "split": split,
+                    "trg_bbox": list(p.trg_bbox),
+                    **p.info,
+                },  # fmt: skip
             )
         )
     return build_keypoint_items(pairs, task=TASK_ID, seed=seed, difficulty=replace(KeypointDifficulty(), **overrides))
