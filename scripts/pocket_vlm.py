@@ -1,0 +1,53 @@
+"""Train the pocket VLM (issue #20 prototype) on a trained pocket encoder and write a models.toml to evaluate it.
+
+    nice -n 19 .venv/bin/python scripts/pocket_vlm.py --encoder /tmp/pocket/encoder --out /tmp/pocket/vlm \
+        --train-root /tmp/pocket/train1 --train-root /tmp/pocket/train2
+    nice -n 19 .venv/bin/pytest evals --model-config /tmp/pocket/models.toml \
+        --thresholds /tmp/pocket/thresholds.toml --report-dir /tmp/pocket/report -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", type=Path, default=Path("/tmp/pocket/encoder"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/pocket/vlm"))
+    parser.add_argument("--train-root", type=Path, action="append")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-hidden", type=int, default=128)
+    parser.add_argument("--text-layers", type=int, default=2)
+    parser.add_argument("--image-mode", default="separate", choices=("separate", "side_by_side"))
+    parser.add_argument("--toml-dir", type=Path, default=Path("/tmp/pocket"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    from plainsight.pocket.vlm import VLMRecipe, train_pocket_vlm
+
+    recipe = VLMRecipe(steps=args.steps, lr=args.lr, seed=args.seed, text_hidden=args.text_hidden,
+                       text_layers=args.text_layers, image_mode=args.image_mode)  # fmt: skip
+    roots = args.train_root or [Path("/tmp/pocket/train1")]
+    record = train_pocket_vlm(args.encoder, roots, args.out, recipe)
+    print(json.dumps({k: v for k, v in record.items() if k != "loss"}, indent=1))
+    args.toml_dir.mkdir(parents=True, exist_ok=True)
+    (args.toml_dir / "models.toml").write_text(
+        f'[models.pixels]\nkind = "encoder"\nsource = "pixels"\n\n'
+        f'[models.tiny-dinov2]\nkind = "encoder"\nsource = "{Path("fixtures/models/tiny-dinov2").resolve()}"\n\n'
+        f'[models.pocket-encoder]\nkind = "encoder"\nsource = "{args.encoder.resolve()}"\n\n'
+        f'[models.pocket-vlm]\nkind = "vlm"\nsource = "{args.out.resolve()}"\nimage_mode = "{args.image_mode}"\n'
+        'pairs_with = "own_tower"\n'
+    )
+    (args.toml_dir / "thresholds.toml").write_text("[defaults.vision]\nabove_chance = false\n\n"
+                                                   "[defaults.vlm]\nabove_chance = false\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
