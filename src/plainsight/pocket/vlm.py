@@ -78,7 +78,8 @@ def _entry(folder: Path, image_mode: str) -> Any:
                       pairs_with="own_tower", dtype="float32", device="cpu")  # fmt: skip
 
 
-def train_requests(vlm: Any, entry: Any, roots: list[Path], tasks: tuple[str, ...]) -> dict[str, tuple[list, list]]:
+def train_requests(vlm: Any, entry: Any, roots: list[Path], tasks: tuple[str, ...], *,
+                   limit: int | None = None) -> dict[str, tuple[list, list]]:  # fmt: skip
     """Per task, the train items as the evals show them (markers drawn, composed) and gold indices."""
     from plainsight.adapt import _train_requests
     from plainsight.tasks import LoadRequest, get_task
@@ -88,7 +89,7 @@ def train_requests(vlm: Any, entry: Any, roots: list[Path], tasks: tuple[str, ..
         task = get_task(task_id)
         requests, golds = [], []
         for root in roots:
-            items = task.load_items(LoadRequest(data_root=Path(root)))
+            items = task.load_items(LoadRequest(data_root=Path(root), limit=limit))
             r, g, _ = _train_requests(vlm, entry, task, items)
             requests += r
             golds += g
@@ -97,7 +98,7 @@ def train_requests(vlm: Any, entry: Any, roots: list[Path], tasks: tuple[str, ..
 
 
 def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, recipe: VLMRecipe | None = None,
-                     *, log_every: int = 50) -> dict:  # fmt: skip
+                     *, log_every: int = 50, limit: int | None = None) -> dict:  # fmt: skip
     """Build, train (projector + LLM; tower frozen) and save the pocket VLM; returns a record with timings."""
     from plainsight.adapt import _letter_loss
     from plainsight.models.loading import load_vlm
@@ -108,7 +109,7 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
     build_pocket_vlm(encoder_dir, out_dir, recipe)
     entry = _entry(out_dir, recipe.image_mode)
     vlm = load_vlm(replace(entry), device="cpu", dtype="float32")
-    data = train_requests(vlm, entry, train_roots, recipe.tasks)
+    data = train_requests(vlm, entry, train_roots, recipe.tasks, limit=limit)
     prepared = time.perf_counter() - started
     model = vlm.model
     for p in model.model.vision_tower.parameters():
