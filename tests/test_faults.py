@@ -621,6 +621,7 @@ def test_a_second_run_into_a_held_report_dir_is_refused_and_touches_nothing(proj
         plain = project.runpytest_subprocess("-p", "no:cacheprovider", f"--report-dir={report}", "test_plain.py",
                                              "--model-config=no-such-models.toml")  # fmt: skip
         plain.assert_outcomes(passed=1)
+        (project.path / "test_plain.py").unlink()  # the eval run below must not collect it
     finally:
         lock.release()
     result, results = run(project, "--models=pixels")

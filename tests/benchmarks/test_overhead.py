@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plainsight import merge
+from plainsight import runner as runner_module
 from plainsight.geometry import letterbox_for
 from plainsight.models import loading
 from plainsight.models.registry import load_models_toml
@@ -134,8 +134,9 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
     whole = Runner(RunOptions(data_root=DATA, limit=N_ITEMS), entries)
     vlm = whole.model(model)
     monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: vlm)
+    # The runner's own name for shard_items: the blocks are consecutive runs of items, not every n-th item.
     monkeypatch.setattr(
-        merge, "shard_items", lambda items, shard: items if shard is None else consecutive_block(items, shard)
+        runner_module, "shard_items", lambda items, shard: items if shard is None else consecutive_block(items, shard)
     )
     n_blocks = N_ITEMS // entry.batch_size
     blocks = [
