@@ -1,6 +1,6 @@
 """Print task x model accuracy tables from a plainsight results.json (issue #20 pocket prototype).
 
-    .venv/bin/python scripts/pocket_table.py /tmp/pocket/report/results.json
+.venv/bin/python scripts/pocket_table.py /tmp/pocket/report/results.json
 """
 
 from __future__ import annotations

@@ -80,4 +80,6 @@ def test_vlm_training_is_byte_identical_per_seed(tmp_path):
     root = Path(__file__).resolve().parents[1] / "fixtures" / "data"  # format only; the real run uses a train seed
     runs = [train_pocket_vlm(encoder_dir, [root], tmp_path / f"vlm{k}", recipe, log_every=0, limit=4) for k in (0, 1)]
     assert runs[0]["loss"] == runs[1]["loss"]
-    assert (tmp_path / "vlm0" / "model.safetensors").read_bytes() == (tmp_path / "vlm1" / "model.safetensors").read_bytes()
+    assert (tmp_path / "vlm0" / "model.safetensors").read_bytes() == (
+        tmp_path / "vlm1" / "model.safetensors"
+    ).read_bytes()

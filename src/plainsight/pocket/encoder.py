@@ -241,7 +241,9 @@ class PocketTrainer:
         self.model.train()
         out = self.model(pixel_values=d.pixels[unique], output_hidden_states=True)
         hidden = out.hidden_states
-        last = _grid_tokens(hidden[-1], self.grid)  # what the encoder entry (feature_layer unset) and the own tower read
+        last = _grid_tokens(
+            hidden[-1], self.grid
+        )  # what the encoder entry (feature_layer unset) and the own tower read
         losses: dict[str, torch.Tensor] = {}
         t = r.temperature
         if corr:
@@ -288,7 +290,6 @@ class PocketTrainer:
         row = {k: round(float(v.detach()), 5) for k, v in losses.items()}
         self.log.append(row)
         return row
-
 
     def _warp_loss(self) -> torch.Tensor:
         """Dense InfoNCE between a train image and a random affine warp of it with other colours and contrast."""
