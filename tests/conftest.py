@@ -33,3 +33,12 @@ def embedded_data() -> Path:
     if not (folder / "ATTRIBUTION.md").is_file():
         pytest.fail(f"{folder} is missing: run `plainsight fixtures build`")
     return folder
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bench-repeats",
+        type=int,
+        default=3,
+        help="tests/benchmarks: paired repetitions per benchmark (default 3, the suite's run; the README's numbers use 15)",
+    )

@@ -1,6 +1,8 @@
 """Harness overhead: scoring N items through plainsight vs the bare batched forwards on the same inputs.
 
-    .venv/bin/pytest tests/benchmarks -p no:xdist -s
+    .venv/bin/pytest tests/benchmarks -p no:xdist -s --bench-repeats 15
+
+(the suite's own run, ``pytest``, makes 3 repetitions: the same code and checks, a rougher ratio.)
 
 (pytest-benchmark disables itself under xdist.) One benchmark round per model measures, in the same
 process, with the same loaded model, on the same items:
@@ -16,7 +18,7 @@ N items are therefore cut into blocks of one batch of consecutive items (a runne
 with the one loaded model; consecutive, so images that neighbouring items share are decoded once per
 block, as they are once per run), and each block's harness run and bare run are timed back to back,
 the order alternating. A repetition sums its blocks, so both sides cover all N items;
-the reported ratio is the median over REPEATS repetitions of harness / bare, with its interquartile
+the reported ratio is the median over ``--bench-repeats`` repetitions of harness / bare, with its interquartile
 range. Per-run fixed costs (looking up the processor's geometry, sorting outcomes) are paid once per
 block rather than once per run, so the ratio errs high.
 
@@ -49,7 +51,6 @@ DATA = REPO / "fixtures" / "data"
 TASK = "low_level_matching"
 N_ITEMS = 120
 MODEL = "tiny-llava"
-REPEATS = 15
 
 
 def harness(runner: Runner, model: str) -> tuple[float, int, int]:
@@ -124,8 +125,9 @@ def _real_config_llava(tmp_path: Path):
 
 
 @pytest.mark.parametrize("model", [MODEL, "llava-1-5-shrunk"])
-def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
+def test_harness_overhead(benchmark, model, tmp_path, monkeypatch, request):
     """tiny-llava: 32-px images, the default matrix's smoke VLM; llava-1-5-shrunk: the real processor (336 px, 576 image tokens)."""
+    repeats = request.config.getoption("--bench-repeats")
     entries = load_models_toml(REPO / "fixtures" / "models.toml") if model == MODEL else _real_config_llava(tmp_path)
     entry = entries[model]
     task = get_task(TASK)
@@ -167,10 +169,10 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
         return h, forward_only, with_processor
 
     def measure():
-        """REPEATS repetitions. Like timeit, each starts from a collected heap with the garbage collector
+        """``repeats`` repetitions. Like timeit, each starts from a collected heap with the garbage collector
         off: a collection of pytest's large heap landing in one section but not the other is noise, not cost."""
         runs = []
-        for rep in range(REPEATS):
+        for rep in range(repeats):
             gc.collect()
             gc.disable()
             try:
@@ -183,20 +185,20 @@ def test_harness_overhead(benchmark, model, tmp_path, monkeypatch):
     # What letterboxing alone costs on the same views, against the same bare time: its share of the ratio.
     composed = [compose_view(task.render(it, it.load_images()), entry.image_mode)[0] for it in whole.items(TASK)]
     boxed = sum(letterbox_for(spec, im.size) is not None for shown in composed for im in shown) if spec else 0
-    letterbox_s = statistics.median(letterboxing(spec, composed) for _ in range(REPEATS))
+    letterbox_s = statistics.median(letterboxing(spec, composed) for _ in range(repeats))
     h, forward_only, with_processor = (statistics.median(r[i] for r in runs) for i in range(3))
     ratio, ratio_iqr = paired_ratio([r[0] for r in runs], [r[2] for r in runs])
     ratio_forward_only, _ = paired_ratio([r[0] for r in runs], [r[1] for r in runs])
     # One whole run over the N items counts the forwards.
     _, forwards, valid = harness(whole, model)
     benchmark.extra_info.update(
-        model=model, items=N_ITEMS, blocks=n_blocks, repeats=REPEATS, forwards=forwards, harness_s=h,
+        model=model, items=N_ITEMS, blocks=n_blocks, repeats=repeats, forwards=forwards, harness_s=h,
         bare_forward_s=forward_only, bare_processor_and_forward_s=with_processor, ratio=ratio_forward_only,
         ratio_incl_processor=ratio, ratio_incl_processor_iqr=ratio_iqr, letterbox_s=letterbox_s,
         letterboxed_images=boxed,
     )  # fmt: skip
     print(
-        f"\n{model}, {N_ITEMS} items in {n_blocks} blocks, {REPEATS} repetitions (medians): harness {h:.3f}s, "
+        f"\n{model}, {N_ITEMS} items in {n_blocks} blocks, {repeats} repetitions (medians): harness {h:.3f}s, "
         f"bare forwards {forward_only:.3f}s (ratio {ratio_forward_only:.2f}), processor+forwards "
         f"{with_processor:.3f}s (ratio {ratio:.3f}, IQR {ratio_iqr[0]:.3f}-{ratio_iqr[1]:.3f}), "
         f"{valid} scored items, {forwards / valid:.2f} forwards per scored item; letterboxing {boxed} images "
