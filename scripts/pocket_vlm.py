@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,14 +27,24 @@ def main() -> None:
     parser.add_argument("--text-hidden", type=int, default=128)
     parser.add_argument("--text-layers", type=int, default=2)
     parser.add_argument("--image-mode", default="separate", choices=("separate", "side_by_side"))
+    parser.add_argument("--align-steps", type=int, default=0, help="first steps on --align-task only")
+    parser.add_argument("--align-task", action="append", help="alignment-stage task(s); default depth")
+    parser.add_argument("--task", action="append", help="instruction-stage task(s); default the recipe's five")
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--toml-dir", type=Path, default=Path("/tmp/pocket"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(min(2, args.threads))
 
     from plainsight.pocket.vlm import VLMRecipe, train_pocket_vlm
 
     recipe = VLMRecipe(steps=args.steps, lr=args.lr, seed=args.seed, text_hidden=args.text_hidden,
-                       text_layers=args.text_layers, image_mode=args.image_mode)  # fmt: skip
+                       text_layers=args.text_layers, image_mode=args.image_mode, align_steps=args.align_steps,
+                       warmup=args.warmup)  # fmt: skip
+    if args.align_task:
+        recipe = replace(recipe, align_tasks=tuple(args.align_task))
+    if args.task:
+        recipe = replace(recipe, tasks=tuple(args.task))
     roots = args.train_root or [Path("/tmp/pocket/train1")]
     record = train_pocket_vlm(args.encoder, roots, args.out, recipe)
     print(json.dumps({k: v for k, v in record.items() if k != "loss"}, indent=1))

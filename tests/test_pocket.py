@@ -83,3 +83,21 @@ def test_vlm_training_is_byte_identical_per_seed(tmp_path):
     assert (tmp_path / "vlm0" / "model.safetensors").read_bytes() == (
         tmp_path / "vlm1" / "model.safetensors"
     ).read_bytes()
+
+
+def test_vlm_alignment_stage_runs_first_on_its_own_tasks(tmp_path):
+    from plainsight.pocket.vlm import VLMRecipe, train_pocket_vlm
+
+    torch.set_num_threads(1)
+    encoder_dir = _train(tmp_path / "enc")
+    recipe = VLMRecipe(text_hidden=32, text_layers=1, text_heads=2, steps=2, batch_size=2, tasks=("art_style",),
+                       align_steps=2, align_tasks=("depth",), warmup=1)  # fmt: skip
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+    run = train_pocket_vlm(encoder_dir, [root], tmp_path / "vlm", recipe, log_every=0, limit=4)
+    assert [(row["task"], row["align"]) for row in run["loss"]] == [
+        ("depth", True),
+        ("depth", True),
+        ("art_style", False),
+        ("art_style", False),
+    ]
+    assert set(run["gold_balance"]) == {"depth", "art_style"}

@@ -36,6 +36,11 @@ class VLMRecipe:
     lr: float = 1e-3
     seed: int = 0
     image_mode: str = "separate"
+    # Alignment stage: the first ``align_steps`` steps draw only from ``align_tasks`` (an image→letter task
+    # whose answer is visible in one image), then the round robin over ``tasks`` runs for ``steps``.
+    align_steps: int = 0
+    align_tasks: tuple[str, ...] = ("depth",)
+    warmup: int = 30
     # Low-level matching is left out: every HPatches-twin item shows the sequence's 1.ppm, which is the same
     # image at every seed (see encoder.CORRESPONDENCE_TASKS); its prompt is the other correspondence prompts' kin.
     tasks: tuple[str, ...] = tuple(t for t in TASKS if t != "low_level_matching")
@@ -109,7 +114,8 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
     build_pocket_vlm(encoder_dir, out_dir, recipe)
     entry = _entry(out_dir, recipe.image_mode)
     vlm = load_vlm(replace(entry), device="cpu", dtype="float32")
-    data = train_requests(vlm, entry, train_roots, recipe.tasks, limit=limit)
+    wanted = tuple(dict.fromkeys(recipe.tasks + (recipe.align_tasks if recipe.align_steps else ())))
+    data = train_requests(vlm, entry, train_roots, wanted, limit=limit)
     prepared = time.perf_counter() - started
     model = vlm.model
     for p in model.model.vision_tower.parameters():
@@ -123,8 +129,12 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
     model.train()
     model.model.vision_tower.eval()
     names = [t for t in recipe.tasks if data[t][0]]
-    for step in range(recipe.steps):
-        task_id = names[step % len(names)]
+    align = [t for t in recipe.align_tasks if t in data and data[t][0]]
+    total = recipe.steps + (recipe.align_steps if align else 0)
+    for step in range(total):
+        aligning = bool(align) and step < recipe.align_steps
+        pool = align if aligning else names
+        task_id = pool[step % len(pool)]
         requests, golds = data[task_id]
         order = orders[task_id]
         while len(order) < recipe.batch_size:
@@ -134,20 +144,26 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        lr = recipe.lr * min(1.0, (step + 1) / 30)
+        lr = recipe.lr * min(1.0, (step + 1) / max(1, recipe.warmup))
         for group in optimiser.param_groups:
             group["lr"] = lr
         optimiser.step()
-        log.append({"task": task_id, "loss": round(float(loss.detach()), 5)})
+        log.append({"task": task_id, "loss": round(float(loss.detach()), 5), "align": aligning})
         if log_every and (step + 1) % log_every == 0:
             recent = [row["loss"] for row in log[-log_every:]]
-            print(f"vlm step {step + 1}/{recipe.steps} mean loss {sum(recent) / len(recent):.4f} "
+            by_task: dict[str, list[float]] = {}
+            for row in log[-log_every:]:
+                by_task.setdefault(row["task"], []).append(row["loss"])
+            per_task = " ".join(f"{t}={sum(v) / len(v):.3f}" for t, v in by_task.items())
+            print(f"vlm step {step + 1}/{total} mean loss {sum(recent) / len(recent):.4f} ({per_task}) "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)  # fmt: skip
     seconds = time.perf_counter() - t0
     model.eval()
     model.save_pretrained(out_dir)
     vlm.processor.save_pretrained(out_dir)
     info = {"recipe": asdict(recipe), "encoder": str(encoder_dir), "train_roots": [str(r) for r in train_roots],
-            "train_items": {t: len(data[t][0]) for t in data}, "trainable_parameters": sum(p.numel() for p in params)}  # fmt: skip
+            "train_items": {t: len(data[t][0]) for t in data},
+            "gold_balance": {t: [data[t][1].count(i) for i in range(len(data[t][0][0].letters))] for t in data if data[t][0]},
+            "trainable_parameters": sum(p.numel() for p in params)}  # fmt: skip
     (out_dir / "pocket_vlm.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return {**info, "prepare_seconds": round(prepared, 1), "train_seconds": round(seconds, 1), "loss": log}
