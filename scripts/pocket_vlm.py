@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--align-steps", type=int, default=0, help="first steps on --align-task only")
     parser.add_argument("--align-task", action="append", help="alignment-stage task(s); default depth")
     parser.add_argument("--task", action="append", help="instruction-stage task(s); default the recipe's five")
+    parser.add_argument("--instruct-lr", type=float, default=None, help="instruction-stage lr after alignment")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--toml-dir", type=Path, default=Path("/tmp/pocket"))
@@ -40,7 +41,7 @@ def main() -> None:
 
     recipe = VLMRecipe(steps=args.steps, lr=args.lr, seed=args.seed, text_hidden=args.text_hidden,
                        text_layers=args.text_layers, image_mode=args.image_mode, align_steps=args.align_steps,
-                       warmup=args.warmup)  # fmt: skip
+                       warmup=args.warmup, instruct_lr=args.instruct_lr)  # fmt: skip
     if args.align_task:
         recipe = replace(recipe, align_tasks=tuple(args.align_task))
     if args.task:

@@ -41,6 +41,7 @@ class VLMRecipe:
     align_steps: int = 0
     align_tasks: tuple[str, ...] = ("depth",)
     warmup: int = 30
+    instruct_lr: float | None = None  # the instruction stage's lr after an alignment stage (None: ``lr``)
     # Low-level matching is left out: every HPatches-twin item shows the sequence's 1.ppm, which is the same
     # image at every seed (see encoder.CORRESPONDENCE_TASKS); its prompt is the other correspondence prompts' kin.
     tasks: tuple[str, ...] = tuple(t for t in TASKS if t != "low_level_matching")
@@ -128,7 +129,7 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
     t0 = time.perf_counter()
     model.train()
     model.model.vision_tower.eval()
-    names = [t for t in recipe.tasks if data[t][0]]
+    names = [t for t in recipe.tasks if data[t][0]]  # a task named twice is drawn twice as often
     align = [t for t in recipe.align_tasks if t in data and data[t][0]]
     total = recipe.steps + (recipe.align_steps if align else 0)
     for step in range(total):
@@ -145,6 +146,8 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = recipe.lr * min(1.0, (step + 1) / max(1, recipe.warmup))
+        if align and not aligning and recipe.instruct_lr is not None:
+            lr = recipe.instruct_lr
         for group in optimiser.param_groups:
             group["lr"] = lr
         optimiser.step()
