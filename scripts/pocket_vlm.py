@@ -1,9 +1,14 @@
 """Train the pocket VLM (issue #20 prototype) on a trained pocket encoder and write a models.toml to evaluate it.
 
     nice -n 19 .venv/bin/python scripts/pocket_vlm.py --encoder /tmp/pocket/encoder --out /tmp/pocket/vlm \
-        --train-root /tmp/pocket/train1 --train-root /tmp/pocket/train2
+        --train-root /tmp/pocket/train1 --train-root /tmp/pocket/train2 \
+        --align-task art_style --align-steps 600 --lr 1e-3 --steps 240 --instruct-lr 2e-4 --threads 2 \
+        --task art_style --task semantic_correspondence --task art_style --task functional_correspondence \
+        --task art_style --task depth --task art_style --task object_3d
     nice -n 19 .venv/bin/pytest evals --model-config /tmp/pocket/models.toml \
-        --thresholds /tmp/pocket/thresholds.toml --report-dir /tmp/pocket/report -p no:cacheprovider
+        --thresholds /tmp/pocket/thresholds.toml --models pocket-vlm --report-dir /tmp/pocket/report -p no:cacheprovider
+
+Without --align-steps (one stage over all tasks) the LM stays at chance and answers one letter.
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ trained together on instruction-style multiple-choice items of the six tasks fro
 (another seed than the evaluation data), with the loss ``plainsight adapt`` uses — the cross-entropy of
 the gold letter among the item's letters at the answer position, in the same forward the scorer runs.
 Nothing tells the model the answer but the items' own gold letters.
+
+What learns (prototype, CPU, 2 threads): the loop itself is sound (32 depth items are memorised in ~100
+steps at lr 3e-3), but a random 2-layer LM trained on all tasks at once stays at chance on every task. An
+alignment stage first — ``align_steps=600`` on art_style alone at lr 1e-3 — gets it to read the image;
+then ``steps=240`` at ``instruct_lr=2e-4`` over all five tasks with art_style drawn half the time keeps
+that. See scripts/pocket_vlm.py for the command; it trains in about 4 minutes on two threads.
 """
 
 from __future__ import annotations
