@@ -46,7 +46,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("plainsight.models", "plainsight.models.*", "plainsight.protocols")),
     ("readouts", ("plainsight.readouts", "plainsight.readouts.*", "plainsight.probing")),
     ("runner", ("plainsight.runner",)),
-    ("records and gates", ("plainsight.records", "plainsight.gates", "plainsight.baseline", "plainsight.merge")),
+    ("records and gates", (
+        "plainsight.records", "plainsight.gates", "plainsight.baseline", "plainsight.merge", "plainsight.findings",
+    )),
     ("report", ("plainsight.report", "plainsight.report_html", "plainsight.report_html.*", "plainsight.contact_sheet")),
     # The pocket models' training (`plainsight fixtures pocket`) builds data and models: a command, like adapt.
     ("top", (

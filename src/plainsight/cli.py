@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from plainsight.errors import PlainsightError
@@ -115,6 +116,31 @@ def cmd_fixtures_build(args: argparse.Namespace) -> int:
         ]
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
+
+
+def cmd_fixtures_pocket(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from plainsight.pocket.build import POCKET, build_pocket, compare_builds, write_manifest
+
+    recipe = POCKET if args.seed is None else POCKET.with_seed(args.seed)
+    started = time.perf_counter()
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = build_pocket(Path(tmp), recipe)
+            differences = compare_builds(args.models_out, Path(tmp))
+    else:
+        summary = build_pocket(args.models_out, recipe)
+        write_manifest(args.models_out, summary)
+        differences = []
+    summary["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if args.check:
+        for line in differences:
+            print(f"differs: {line}")
+        print("pocket check: " + ("the rebuild differs from " if differences else "byte-identical to ")
+              + str(args.models_out))  # fmt: skip
+    return 1 if differences else 0
 
 
 def cmd_fixtures_sheet(args: argparse.Namespace) -> int:
@@ -276,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_fixtures_build)
+    k = fsub.add_parser(
+        "pocket", help="train the pocket encoder and VLM on a train split (CPU, deterministic, under 10 minutes)"
+    )
+    k.add_argument("--models-out", type=Path, default=Path("fixtures/models"))
+    k.add_argument("--seed", type=int, default=None, help="model seed (default: the shipped recipe's, 0)")
+    k.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild into a temporary folder and compare with --models-out byte for byte (exit 1 if not)",
+    )
+    k.set_defaults(func=cmd_fixtures_pocket)
     c = fsub.add_parser("sheet", help="a contact sheet PNG: a few items of every task as the VLM sees them")
     c.add_argument("--out", type=Path, default=Path("docs/benchmark.png"))
     c.add_argument(

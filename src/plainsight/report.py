@@ -286,6 +286,19 @@ def data_faults_by_task(records: list[dict[str, Any]]) -> dict[str, tuple[int, l
     return {task: (count, sorted(files)) for task, (count, files) in sorted(faults.items())}
 
 
+def findings_section(records: list[dict[str, Any]]) -> list[str]:
+    """report.md's list of ``plainsight.findings`` labels (non-smoke VLMs with a blind run), with the intervals."""
+    from plainsight.findings import findings
+
+    rows = [f for f in findings(sort_records(records)) if not any(
+        r.get("smoke") for r in records if r["model"] == f.vlm and r["role"] == "vlm")]  # fmt: skip
+    if not rows:
+        return []
+    out = ["## The paper's finding (Wilson 95% intervals)", ""]
+    out += [f"- **{f.task} × {f.vlm}**: {f.label} — {f.why}" for f in rows]
+    return out + [""]
+
+
 def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[Record]) -> Path:
     """report.md: per task, each VLM beside its vision baseline and blind control, then every record."""
     documents = [r.to_json() for r in records]  # the sections read the results.json form
@@ -307,6 +320,7 @@ def write_markdown(report_dir: Path, metadata: dict[str, Any], records: list[Rec
             f"{_pct(r['tv_to_gold'])} | {_pct(r.get('tv_to_blind'))} | {r.get('verdict', '')} |"
         )
     out.append("")
+    out += findings_section(documents)
     out.append("## All records")
     out.append("")
     out.append("| " + " | ".join(SUMMARY_HEADER) + " |")

@@ -170,7 +170,8 @@ def train_pocket_vlm(encoder_dir: Path, train_roots: list[Path], out_dir: Path, 
     model.eval()
     model.save_pretrained(out_dir)
     vlm.processor.save_pretrained(out_dir)
-    info = {"recipe": asdict(recipe), "encoder": str(encoder_dir), "train_roots": [str(r) for r in train_roots],
+    # Folder names only: the record is written into the shipped folder, which is byte-identical per seed.
+    info = {"recipe": asdict(recipe), "encoder": Path(encoder_dir).name, "train_roots": [Path(r).name for r in train_roots],
             "train_items": {t: len(data[t][0]) for t in data},
             "gold_balance": {t: [data[t][1].count(i) for i in range(len(data[t][0][0].letters))] for t in data if data[t][0]},
             "trainable_parameters": sum(p.numel() for p in params)}  # fmt: skip

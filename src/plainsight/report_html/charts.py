@@ -251,6 +251,56 @@ def accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
     return _svg(width, height, "task-figure", f"{task}: vision readout vs VLM vs blind control", body)
 
 
+def findings_figure(vlm_model: str, records: list[dict[str, Any]]) -> str:
+    """The paper's Figure 1 for one VLM: per task its paired vision readout, itself and its blind run,
+    with Wilson whiskers, each task's chance line and the finding (``plainsight.findings``) beneath."""
+    from plainsight.findings import finding
+
+    by_key = {(r["task"], r["model"], r["role"]): r for r in records}
+    tasks = sorted({r["task"] for r in records if r["model"] == vlm_model and r["role"] == "vlm"})
+    roles = ("vision", "vlm", "blind")
+    group_w = len(roles) * BAR_W + (len(roles) - 1) * BAR_GAP
+    slot = max(group_w + GROUP_PAD, _text_width("overlooks its encoder", 11) + 12)
+    plot_w = slot * max(1, len(tasks))
+    width = AXIS_LEFT + plot_w + 16
+    legend_entries = [(f"box:{ROLE_COLOURS['vision']}", "vision readout (paired)"),
+                      (f"box:{ROLE_COLOURS['vlm']}", "VLM"), (f"box:{ROLE_COLOURS['blind']}", "blind (white images)"),
+                      ("whisker:#222", "Wilson 95% CI"), ("dash:#222", "chance")]  # fmt: skip
+    legend, legend_h = _legend(legend_entries, 12, 16, width - 16)
+    top = 16 + legend_h + 16
+    bottom = top + PLOT_H
+    height = bottom + 64
+
+    def y_of(v: float) -> float:
+        return bottom - v * PLOT_H
+
+    body = list(legend)
+    body += _y_axis(AXIS_LEFT, AXIS_LEFT + plot_w, y_of, 1.0, [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    for k, task in enumerate(tasks):
+        vlm = by_key[(task, vlm_model, "vlm")]
+        vision = by_key.get((task, vlm.get("paired_with"), "vision")) if vlm.get("paired_with") else None
+        blind = by_key.get((task, vlm_model, "blind"))
+        x0 = AXIS_LEFT + k * slot
+        bx = x0 + (slot - group_w) / 2
+        for role, record in zip(roles, (vision, vlm, blind)):
+            body += _bar(bx, role, record, y_of)
+            bx += BAR_W + BAR_GAP
+        if vlm.get("chance") is not None:
+            y = y_of(vlm["chance"])
+            body.append(_line(x0 + 4, y, x0 + slot - 4, y, stroke=INK, width=1.3, extra=' stroke-dasharray="6 4"'))
+        result = finding(vlm, vision, blind)
+        colour = {"overlooks its encoder": "#b3261e", "uses the image": "#1f7a3a"}.get(result.label, MUTED)
+        cx = x0 + slot / 2
+        body.append(_text(cx, bottom + 16, _shorten(task.replace("_", " "), 26), anchor="middle", size=11,
+                          weight="600"))  # fmt: skip
+        body.append(f"<g><title>{escape(result.why)}</title>"
+                    + _text(cx, bottom + 32, result.label, anchor="middle", size=11, fill=colour) + "</g>")  # fmt: skip
+        if vlm.get("tv_to_blind") is not None:
+            body.append(_text(cx, bottom + 47, f"TV to blind {vlm['tv_to_blind']:.2f}", anchor="middle", size=10,
+                              fill=MUTED))  # fmt: skip
+    return _svg(width, height, "findings-figure", f"{vlm_model}: vision readout vs VLM vs blind, every task", body)
+
+
 def _bar(x: float, role: str, record: dict[str, Any] | None, y_of: Callable[[float], float]) -> list[str]:
     """One bar: the record's accuracy, its Wilson whisker, its chance floor and its value label."""
     base = y_of(0)

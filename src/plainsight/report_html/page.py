@@ -31,7 +31,13 @@ from plainsight.report import (
     summary_rows,
     tuning_rows,
 )
-from plainsight.report_html.charts import accuracy_figure, answer_distribution, layer_curve, model_label
+from plainsight.report_html.charts import (
+    accuracy_figure,
+    answer_distribution,
+    findings_figure,
+    layer_curve,
+    model_label,
+)
 from plainsight.report_html.items import ItemImages, failure_browser, metadata_of, wrong_items
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -114,6 +120,7 @@ def render_html(
         "</head><body>",
         "<h1>plainsight report</h1>",
         _metadata_table(metadata, records),
+        _findings_section(records),
         _toc(tasks, anchors),
     ]
     for task in tasks:
@@ -132,6 +139,24 @@ def render_html(
 
 # ---------------------------------------------------------------------------------------------
 # page scaffolding
+
+
+def _findings_section(records: list[dict[str, Any]]) -> str:
+    """Every task at once for each VLM that has a blind run and a vision pair: the paper's Figure 1."""
+    vlms = sorted({r["model"] for r in records if r["role"] == "vlm" and r.get("paired_with") and not r.get("smoke")
+                   and any(b["model"] == r["model"] and b["role"] == "blind" for b in records)})  # fmt: skip
+    if not vlms:
+        return ""
+    parts = ['<section id="findings"><h2>The paper\'s finding, task by task</h2>',
+             '<p class="note">"overlooks its encoder": the paired vision readout is above chance and above the VLM, '
+             "and the VLM is within its blind run (Wilson 95% intervals that do not overlap / overlap); "
+             '"uses the image": the VLM is above its blind run. Hover a label for the intervals.</p>']  # fmt: skip
+    for model in vlms:
+        pair = next(r["paired_with"] for r in records if r["model"] == model and r["role"] == "vlm")
+        parts.append(f"<h3>{escape(model)} vs {escape(pair)}</h3>")
+        parts.append(f'<div class="figs"><div class="fig-main">{findings_figure(model, records)}</div></div>')
+    parts.append("</section>")
+    return "\n".join(parts)
 
 
 def _anchors(tasks: list[str]) -> dict[str, str]:
