@@ -101,3 +101,64 @@ def test_vlm_alignment_stage_runs_first_on_its_own_tasks(tmp_path):
         ("art_style", False),
     ]
     assert set(run["gold_balance"]) == {"depth", "art_style"}
+
+
+# -- the shipped pocket models (fixtures/models/pocket-*) ------------------------------------------------------------
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def test_shipped_files_are_the_ones_the_manifest_hashes_and_come_from_the_current_recipe():
+    import json
+    from dataclasses import asdict
+
+    from plainsight.pocket.build import MANIFEST, POCKET, file_hashes
+
+    manifest = json.loads((MODELS / MANIFEST).read_text())
+    assert file_hashes(MODELS) == manifest["files"], "a pocket file changed: rerun `plainsight fixtures pocket`"
+    assert manifest["recipe"] == json.loads(json.dumps(asdict(POCKET))), (
+        "the recipe in src/plainsight/pocket changed since the shipped build: rerun `plainsight fixtures pocket`"
+    )
+    assert manifest["disjoint"]["shared"] == 0 and manifest["disjoint"]["train_images"] > 1000
+    vlm_record = json.loads((MODELS / "pocket-vlm" / "pocket_vlm.json").read_text())
+    encoder_record = json.loads((MODELS / "pocket-encoder" / "pocket_encoder.json").read_text())
+    assert vlm_record["recipe"] == manifest["recipe"]["vlm"]
+    assert encoder_record["recipe"] == manifest["recipe"]["encoder"]
+    assert vlm_record["train_roots"] == [f"train-seed{s}" for s in POCKET.train_seeds]
+
+
+def test_compare_builds_names_every_file_that_differs(tmp_path):
+    import shutil
+
+    from plainsight.pocket.build import compare_builds
+
+    copy = tmp_path / "models"
+    for folder in ("pocket-encoder", "pocket-vlm"):
+        shutil.copytree(MODELS / folder, copy / folder)
+    assert compare_builds(MODELS, copy) == []
+    weights = copy / "pocket-vlm" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    (copy / "pocket-encoder" / "config.json").unlink()
+    assert compare_builds(MODELS, copy) == ["pocket-encoder/config.json", "pocket-vlm/model.safetensors"]
+
+
+def test_the_disjointness_check_refuses_the_evaluation_data_as_a_train_split():
+    import pytest
+
+    from plainsight.errors import ConfigError
+    from plainsight.pocket.build import check_disjoint
+
+    with pytest.raises(ConfigError, match="train images are evaluation images"):
+        check_disjoint([Path(__file__).resolve().parents[1] / "fixtures" / "data"], ("art_style",))
+
+
+def test_the_shipped_vlm_is_a_plain_llava_folder_whose_tower_is_the_shipped_encoder():
+    from safetensors.torch import load_file
+
+    vlm = load_file(MODELS / "pocket-vlm" / "model.safetensors")
+    encoder = load_file(MODELS / "pocket-encoder" / "model.safetensors")
+    tower = {k.split("vision_tower.", 1)[1]: v for k, v in vlm.items() if "vision_tower." in k}
+    assert set(tower) == set(encoder)
+    for name, tensor in encoder.items():
+        assert torch.equal(tower[name], tensor), name
