@@ -56,7 +56,7 @@ def test_labels_follow_the_intervals(n, data):
     v, m, b = (data.draw(st.integers(0, n)) for _ in range(3))
     vision, vlm, blind = _record("vision", v, n), _record("vlm", m, n), _record("blind", b, n)
     label = finding(vlm, vision, blind).label
-    (vl, vh), (ml, mh), (bl, bh) = vision["ci95"], vlm["ci95"], blind["ci95"]
+    (vl, _), (ml, mh), (bl, bh) = vision["ci95"], vlm["ci95"], blind["ci95"]
     if label == USES_IMAGE:
         assert ml > bh
     elif label == OVERLOOKS:
