@@ -195,9 +195,11 @@ def _parse(html: str) -> _Tags:
 
 
 def _sections(html: str) -> dict[str, str]:
-    """Task → the HTML of its <section>."""
+    """Task → the HTML of its <section> (the findings section, which spans the tasks, left out)."""
     out = {}
     for chunk in html.split("<section ")[1:]:
+        if chunk.startswith('id="findings"'):
+            continue
         task = re.search(r"<h2>(.*?)</h2>", chunk).group(1)
         out[task] = chunk.split("</section>")[0]
     return out
@@ -232,6 +234,7 @@ def synthetic_html() -> str:
 def test_one_figure_per_task_and_no_external_url(synthetic_html: str):
     check_self_contained(synthetic_html, n_tasks=2)
     assert list(_sections(synthetic_html)) == list(TASKS)
+    assert synthetic_html.count('<section id="findings">') == 1 and '<svg class="findings-figure"' in synthetic_html
     for task in TASKS:
         assert f'href="#task-{task}"' in synthetic_html and f'id="task-{task}"' in synthetic_html
 

@@ -83,7 +83,7 @@ def test_loadgroup_keeps_a_vlm_and_its_encoder_on_one_worker(tmp_path):
     """Under -n 2 --dist loadgroup the paired encoder's readout is computed once, beside its VLM (no duplicate work)."""
     report = tmp_path / "report"
     cmd = [sys.executable, "-m", "pytest", str(REPO / "evals"), "-q", "-p", "no:cacheprovider", "-n", "2",
-           "--dist", "loadgroup", "-k", "object_3d", f"--report-dir={report}"]  # fmt: skip
+           "--dist", "loadgroup", "-k", "object_3d", f"--report-dir={report}", "--models", "pixels,tiny-dinov2,tiny-llava"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((report / "results.json").read_text())
