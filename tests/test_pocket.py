@@ -1,4 +1,4 @@
-"""Pocket models (issue #20 prototype): deterministic training, and the folders load through plainsight."""
+"""Pocket models: deterministic training, the shipped folders and their manifest, and loading through plainsight."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The train split is the embedded benchmark built with another seed (``build_all(dir, seed=1)``): other
 renders, other photos crops, other item ids than the evaluation data (``fixtures/data``, seed 0).
-``scripts/pocket_encoder.py`` checks that no train image's bytes equal an evaluation image's.
+``build.check_disjoint`` stops the build when a train image's pixels equal an evaluation image's.
 
 Objectives (each the readout's own decision rule, made differentiable, on the train items' labels):
 

@@ -5,17 +5,17 @@ chat template, the encoder's squash-to-square image size), so the generic adapte
 ``pairs_with = "own_tower"`` reads the tower where the projector reads it (``vision_feature_layer = -1``,
 CLS dropped: the last block's patch tokens, which are also what the encoder entry's readouts read).
 
-Training (``train_pocket_vlm``) is Prismatic's single stage: the vision tower frozen, projector and LLM
-trained together on instruction-style multiple-choice items of the six tasks from the *train* split
-(another seed than the evaluation data), with the loss ``plainsight adapt`` uses — the cross-entropy of
+Training (``train_pocket_vlm``): the vision tower frozen, projector and LLM trained together (as in Prismatic's
+single stage) on instruction-style multiple-choice items of five tasks (low-level matching left out, see
+``VLMRecipe.tasks``) from the *train* split (other seeds than the evaluation data), with the loss ``plainsight adapt`` uses — the cross-entropy of
 the gold letter among the item's letters at the answer position, in the same forward the scorer runs.
 Nothing tells the model the answer but the items' own gold letters.
 
-What learns (prototype, CPU, 2 threads): the loop itself is sound (32 depth items are memorised in ~100
-steps at lr 3e-3), but a random 2-layer LM trained on all tasks at once stays at chance on every task. An
-alignment stage first — ``align_steps=600`` on art_style alone at lr 1e-3 — gets it to read the image;
-then ``steps=240`` at ``instruct_lr=2e-4`` over all five tasks with art_style drawn half the time keeps
-that. See scripts/pocket_vlm.py for the command; it trains in about 4 minutes on two threads.
+What learns (CPU, 2 threads): the loop itself is sound (32 depth items are memorised in ~100 steps at lr 3e-3),
+but a random 2-layer LM trained on all tasks at once stays at chance on every task and answers one letter. An
+alignment stage first — ``align_steps=600`` on art_style alone at lr 1e-3 — gets it to read the image; then
+``steps=240`` at ``instruct_lr=2e-4`` over all five tasks with art_style drawn half the time keeps that. That is
+``build.POCKET``'s recipe; it trains in about 4 minutes on two threads.
 """
 
 from __future__ import annotations
