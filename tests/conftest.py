@@ -42,3 +42,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=3,
         help="tests/benchmarks: paired repetitions per benchmark (default 3, the suite's run; the README's numbers use 15)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, split the cores between the workers: torch threads that outnumber the cores only contend
+    (on 2 cores, two workers of 2 threads each made torch-heavy tests up to 3x slower). The environment
+    variable reaches the `pytest evals` subprocesses that tests start."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not workers:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
