@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from plainsight.pocket.encoder import EncoderRecipe
+from plainsight.pocket.encoder import EncoderRecipe, image_key
 from plainsight.pocket.vlm import TASKS, VLMRecipe
 
 # The art-style items (the one task whose answer a frozen-encoder VLM can read from one image's look) first,
@@ -47,17 +47,6 @@ class PocketRecipe:
 
 
 POCKET = PocketRecipe()
-
-
-def image_key(image) -> str:
-    """Content hash of an image (RGB bytes and size), the identity the disjointness check compares."""
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    image = image.convert("RGB")
-    return hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest()
 
 
 def image_keys(root: Path | None, tasks: tuple[str, ...]) -> set[str]:

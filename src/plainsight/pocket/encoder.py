@@ -88,6 +88,16 @@ def probe_blocks(n_blocks: int) -> list[int]:
 
 
 # -- the train set --------------------------------------------------------------------------------
+def image_key(image: Any) -> str:
+    """Content hash of an image (RGB bytes and size): the train pool's dedup key and the disjointness check's."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    image = image.convert("RGB")
+    return hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest()
+
+
 class ImagePool:
     """Unique train images as processor outputs, addressed by index (dedup by content hash)."""
 
@@ -103,7 +113,7 @@ class ImagePool:
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
         image = image.convert("RGB")
-        key = hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest()
+        key = image_key(image)
         if key not in self.index:
             self.index[key] = len(self.pixels)
             self.hashes.append(key)
