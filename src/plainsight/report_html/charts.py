@@ -149,6 +149,20 @@ def _svg(width: float, height: float, cls: str, label: str, body: list[str]) -> 
     )
 
 
+def _frame(legend_entries: list[tuple[str, str]], width: float, plot_w: float
+           ) -> tuple[list[str], Callable[[float], float], float, float]:  # fmt: skip
+    """An accuracy plot's legend and 0–100% axis: (SVG parts, y of an accuracy, plot top, plot bottom)."""
+    legend, legend_h = _legend(legend_entries, 12, 16, width - 16)
+    top = 16 + legend_h + 16
+    bottom = top + PLOT_H
+
+    def y_of(v: float) -> float:
+        return bottom - v * PLOT_H
+
+    body = list(legend) + _y_axis(AXIS_LEFT, AXIS_LEFT + plot_w, y_of, 1.0, [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    return body, y_of, top, bottom
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. the paper-style figure
 
@@ -214,16 +228,8 @@ def accuracy_figure(task: str, records: list[dict[str, Any]]) -> str:
     if any(role == "probe" for _, bars, _ in groups for role, _ in bars):
         legend_entries.append((f"box:{ROLE_COLOURS['probe']}", "layer probe, best point"))
     legend_entries += [("whisker:#222", "Wilson 95% CI"), ("dash:#222", "chance"), ("faint:#777", "chance floor")]
-    legend, legend_h = _legend(legend_entries, 12, 16, width - 16)
-    top = 16 + legend_h + 16
-    bottom = top + PLOT_H
+    body, y_of, top, bottom = _frame(legend_entries, width, plot_w)
     height = bottom + 62
-
-    def y_of(v: float) -> float:
-        return bottom - v * PLOT_H
-
-    body = list(legend)
-    body += _y_axis(AXIS_LEFT, AXIS_LEFT + plot_w, y_of, 1.0, [0, 0.2, 0.4, 0.6, 0.8, 1.0])
     body.append(_text(14, (top + bottom) / 2, "accuracy", anchor="middle", size=12, fill=MUTED,
                       extra=f' transform="rotate(-90 14 {_f((top + bottom) / 2)})"'))  # fmt: skip
     x = AXIS_LEFT
@@ -266,16 +272,8 @@ def findings_figure(vlm_model: str, records: list[dict[str, Any]]) -> str:
     legend_entries = [(f"box:{ROLE_COLOURS['vision']}", "vision readout (paired)"),
                       (f"box:{ROLE_COLOURS['vlm']}", "VLM"), (f"box:{ROLE_COLOURS['blind']}", "blind (white images)"),
                       ("whisker:#222", "Wilson 95% CI"), ("dash:#222", "chance")]  # fmt: skip
-    legend, legend_h = _legend(legend_entries, 12, 16, width - 16)
-    top = 16 + legend_h + 16
-    bottom = top + PLOT_H
+    body, y_of, _, bottom = _frame(legend_entries, width, plot_w)
     height = bottom + 64
-
-    def y_of(v: float) -> float:
-        return bottom - v * PLOT_H
-
-    body = list(legend)
-    body += _y_axis(AXIS_LEFT, AXIS_LEFT + plot_w, y_of, 1.0, [0, 0.2, 0.4, 0.6, 0.8, 1.0])
     for k, task in enumerate(tasks):
         vlm = by_key[(task, vlm_model, "vlm")]
         vision = by_key.get((task, vlm.get("paired_with"), "vision")) if vlm.get("paired_with") else None
