@@ -162,3 +162,22 @@ def test_the_shipped_vlm_is_a_plain_llava_folder_whose_tower_is_the_shipped_enco
     assert set(tower) == set(encoder)
     for name, tensor in encoder.items():
         assert torch.equal(tower[name], tensor), name
+
+
+def test_the_shipped_folders_name_no_path_of_the_machine_that_built_them():
+    """A build writes the same bytes anywhere: no absolute path (e.g. the temporary encoder folder) in any file."""
+    import json
+
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, str):
+            yield value
+
+    for path in sorted(MODELS.glob("pocket-*/*.json")):
+        for text in strings(json.loads(path.read_text())):
+            assert not text.startswith(("/", "~")) and "/tmp" not in text, (path.name, text)

@@ -65,7 +65,8 @@ def build_pocket_vlm(encoder_dir: Path, out_dir: Path, recipe: VLMRecipe | None 
     tok, processor = _llava_processor(int(vision.image_size), int(vision.patch_size))
     h = recipe.text_hidden
     config = LlavaConfig(
-        vision_config=vision.to_dict(),
+        # Where the encoder was read from (``_name_or_path``) is no part of the model, and differs per build.
+        vision_config={k: v for k, v in vision.to_dict().items() if k != "_name_or_path"},
         text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=h, intermediate_size=2 * h,
                          num_hidden_layers=recipe.text_layers, num_attention_heads=recipe.text_heads,
                          num_key_value_heads=recipe.text_heads, max_position_embeddings=2048,
